@@ -1,0 +1,3 @@
+from paftrace.cli import main
+
+main()

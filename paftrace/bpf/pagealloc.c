@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * paftrace kernel side: page allocations seen at kmem:mm_page_alloc.
+ *
+ * Header-independent on purpose: only tracepoint arguments (bcc builds their
+ * struct from the running kernel's format file) and BPF helpers are used, never
+ * a kernel struct offset, so it compiles against the nearest available headers.
+ *
+ * Everything optional is switched by -D macros chosen by paftrace/loader.py
+ * after probing the kernel (see paftrace/features.py for the kernel change
+ * behind each switch):
+ *   HAVE_PFN            mm_page_alloc has `pfn` (~4.1+, failure = -1UL);
+ *                       otherwise `page` (failure = NULL)
+ *   USE_RINGBUF         BPF ring buffer (5.8+), else perf buffer
+ *   HAVE_IRQ_TP         irq:irq_handler_entry/exit and irq:softirq_entry/exit
+ *   HAVE_KPROBE_WARN    kprobes on warn_alloc and dump_stack(_lvl)
+ *   HAVE_KPROBE_ALLOC   kprobe/kretprobe on the allocator entry
+ *   TRACE_ALL           aggregate successful allocations too
+ *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
+ *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
+ */
+#include <uapi/linux/ptrace.h>
+
+#define CTX_PROCESS 0
+#define CTX_SOFTIRQ 1
+#define CTX_HARDIRQ 2
+
+#define NO_VEC 0xff
+#define ORDER_SLOTS 32
+
+/* Indexes of the per-CPU `stats` array; mirrored in paftrace/records.py. */
+#define STAT_LOST_RECORDS 0     /* ring buffer reserve failed */
+#define STAT_STACK_ERRORS 1     /* bpf_get_stackid() failed (map full / collision) */
+#define STAT_AGG_FULL 2         /* an aggregation map was full */
+#define STAT_MATCHED_FAILURES 3 /* failures that passed the filters */
+#define STAT_SAMPLED 4          /* --all: events whose stack was sampled */
+#define STAT_SLOTS 8
+
+struct order_stat {
+    u64 attempts;
+    u64 failures;
+};
+
+/* Per-CPU interrupt state kept by the irq tracepoints. Device hardirq handlers
+ * do not nest (IRQF_DISABLED is the default since 2.6.35) and softirqs do not
+ * nest, so flags, not depth counters: a missed exit (BPF skips programs that
+ * fire while another runs on the CPU) then heals at the next exit. */
+struct cpu_ctx {
+    u32 in_hardirq;
+    s32 irq;        /* device irq number, or -1 - index of a system vector */
+    u32 in_softirq;
+    u32 vec;
+};
+
+struct failure_event {
+    u64 ts_ns;
+    u64 gfp;
+    u64 alloc_start_ns; /* allocator entry (kprobe), 0 if unknown */
+    u32 pid;
+    u32 tid;
+    u32 cpu;
+    u32 order;
+    s32 migratetype;
+    s32 stack_id;
+    s32 irq;
+    u8 context;
+    u8 softirq_vec;
+    u8 warned;          /* warn_alloc() ran for this failure */
+    u8 printed;         /* ... and it got past its rate limit to dump_stack() */
+    char comm[16];
+};
+
+struct alloc_key {
+    u64 gfp;
+    u32 order;
+    u8 context;
+    u8 softirq_vec;
+    u16 pad;
+};
+
+struct alloc_stack_key {
+    struct alloc_key base;
+    s32 stack_id;
+    u32 pad;
+};
+
+BPF_PERCPU_ARRAY(order_stats, struct order_stat, ORDER_SLOTS);
+BPF_PERCPU_ARRAY(fail_by_ctx, u64, 4);
+BPF_PERCPU_ARRAY(stats, u64, STAT_SLOTS);
+BPF_PERCPU_ARRAY(cpu_state, struct cpu_ctx, 1);
+BPF_STACK_TRACE(stacks, STACK_STORAGE_SIZE);
+
+#ifdef USE_RINGBUF
+BPF_RINGBUF_OUTPUT(failures, RINGBUF_PAGES);
+#else
+BPF_PERF_OUTPUT(failures);
+#endif
+
+#ifdef TRACE_ALL
+BPF_PERCPU_HASH(alloc_counts, struct alloc_key, u64, AGG_ENTRIES);
+BPF_PERCPU_HASH(alloc_stacks, struct alloc_stack_key, u64, AGG_ENTRIES);
+/* [0] = take a stack for 1 in N events, set (and adapted) by user space. */
+BPF_ARRAY(sample_config, u32, 1);
+BPF_PERCPU_ARRAY(sample_countdown, u32, 1);
+#endif
+
+#ifdef HAVE_KPROBE_WARN
+struct warn_state {
+    u64 ts_ns;
+    u8 printed;
+};
+BPF_HASH(warned_tasks, u32, struct warn_state, 1024);
+#endif
+
+#ifdef HAVE_KPROBE_ALLOC
+BPF_HASH(alloc_start, u32, u64, 10240);
+#endif
+
+static __always_inline void bump_stat(u32 index)
+{
+    u64 *value = stats.lookup(&index);
+    if (value)
+        (*value)++;
+}
+
+static __always_inline struct cpu_ctx *this_cpu_ctx(void)
+{
+    u32 zero = 0;
+    return cpu_state.lookup(&zero);
+}
+
+static __always_inline u8 current_context(u8 *vec, s32 *irq)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    *vec = NO_VEC;
+    *irq = 0;
+    if (!c)
+        return CTX_PROCESS;
+    if (c->in_hardirq) {
+        *irq = c->irq;
+        return CTX_HARDIRQ;
+    }
+    if (c->in_softirq) {
+        *vec = c->vec;
+        return CTX_SOFTIRQ;
+    }
+    return CTX_PROCESS;
+}
+
+#ifdef HAVE_IRQ_TP
+static __always_inline int enter_hardirq(s32 irq)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    if (c) {
+        c->in_hardirq = 1;
+        c->irq = irq;
+    }
+    return 0;
+}
+
+static __always_inline int exit_hardirq(void)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    if (c)
+        c->in_hardirq = 0;
+    return 0;
+}
+
+TRACEPOINT_PROBE(irq, irq_handler_entry) { return enter_hardirq(args->irq); }
+TRACEPOINT_PROBE(irq, irq_handler_exit) { return exit_hardirq(); }
+
+TRACEPOINT_PROBE(irq, softirq_entry)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    if (c) {
+        c->in_softirq = 1;
+        c->vec = args->vec;
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(irq, softirq_exit)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    if (c)
+        c->in_softirq = 0;
+    return 0;
+}
+
+/* x86 system vectors (LAPIC timer, IPIs, irq_work) never pass through
+ * irq_handler_entry; paftrace attaches these to irq_vectors:<name>_entry/exit
+ * where the kernel has them (4.14+; `reschedule` 5.10+). */
+#define SYSTEM_VECTOR(name, index)                                           \
+    int vector_entry_##name(void *ctx) { return enter_hardirq(-1 - index); } \
+    int vector_exit_##name(void *ctx) { return exit_hardirq(); }
+SYSTEM_VECTOR(local_timer, 0)
+SYSTEM_VECTOR(call_function, 1)
+SYSTEM_VECTOR(call_function_single, 2)
+SYSTEM_VECTOR(reschedule, 3)
+SYSTEM_VECTOR(thermal_apic, 4)
+SYSTEM_VECTOR(threshold_apic, 5)
+SYSTEM_VECTOR(deferred_error_apic, 6)
+SYSTEM_VECTOR(error_apic, 7)
+SYSTEM_VECTOR(spurious_apic, 8)
+#endif /* HAVE_IRQ_TP */
+
+#ifdef HAVE_KPROBE_WARN
+/* warn_alloc(gfp, nodemask, fmt, ...) runs on the failing task just before the
+ * allocator returns NULL and the tracepoint fires; it returns early for
+ * __GFP_NOWARN or when rate-limited, and otherwise calls dump_stack(). */
+int on_warn_alloc(struct pt_regs *ctx)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct warn_state s = {.ts_ns = bpf_ktime_get_ns(), .printed = 0};
+    warned_tasks.update(&tid, &s);
+    return 0;
+}
+
+int on_dump_stack(struct pt_regs *ctx)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct warn_state *s = warned_tasks.lookup(&tid);
+    if (s)
+        s->printed = 1;
+    return 0;
+}
+#endif
+
+#ifdef HAVE_KPROBE_ALLOC
+/* Second argument of every allocator entry since 2.6.32 is `order`. Only the
+ * traced orders are timed, and only in process context: an interrupt reuses
+ * the interrupted task's tid. */
+int on_alloc_entry(struct pt_regs *ctx)
+{
+    u32 order = PT_REGS_PARM2(ctx);
+    if (order < ORDER_MIN || order > ORDER_MAX)
+        return 0;
+    u8 vec;
+    s32 irq;
+    if (current_context(&vec, &irq) != CTX_PROCESS)
+        return 0;
+    u32 tid = bpf_get_current_pid_tgid();
+    u64 now = bpf_ktime_get_ns();
+    alloc_start.update(&tid, &now);
+    return 0;
+}
+
+int on_alloc_return(struct pt_regs *ctx)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    alloc_start.delete(&tid);
+    return 0;
+}
+#endif
+
+static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 order,
+                                         s32 migratetype, u8 context, u8 vec, s32 irq,
+                                         s32 stack_id)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    e->ts_ns = bpf_ktime_get_ns();
+    e->gfp = gfp;
+    e->pid = id >> 32;
+    e->tid = (u32)id;
+    e->cpu = bpf_get_smp_processor_id();
+    e->order = order;
+    e->migratetype = migratetype;
+    e->stack_id = stack_id;
+    e->irq = irq;
+    e->context = context;
+    e->softirq_vec = vec;
+    e->warned = 0;
+    e->printed = 0;
+    e->alloc_start_ns = 0;
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    u32 tid = (u32)id;
+#ifdef HAVE_KPROBE_WARN
+    struct warn_state *w = warned_tasks.lookup(&tid);
+    /* warn_alloc has other callers (vmalloc, vmemmap): only a call moments
+     * before this failure belongs to it. */
+    if (w && e->ts_ns - w->ts_ns < 100000000ULL) {
+        e->warned = 1;
+        e->printed = w->printed;
+    }
+    if (w)
+        warned_tasks.delete(&tid);
+#endif
+#ifdef HAVE_KPROBE_ALLOC
+    if (context == CTX_PROCESS) {
+        u64 *start = alloc_start.lookup(&tid);
+        if (start)
+            e->alloc_start_ns = *start;
+    }
+#endif
+}
+
+#ifdef TRACE_ALL
+static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 context,
+                                             u8 vec)
+{
+    struct alloc_key key = {.gfp = gfp, .order = order, .context = context,
+                            .softirq_vec = vec};
+    u64 zero = 0;
+    u64 *count = alloc_counts.lookup_or_try_init(&key, &zero);
+    if (!count) {
+        bump_stat(STAT_AGG_FULL);
+        return;
+    }
+    (*count)++;
+
+    /* Stacks are sampled: walking the stack on every event costs several
+     * times the hook itself (docs/PERFORMANCE.md). */
+    u32 idx = 0;
+    u32 *every = sample_config.lookup(&idx);
+    u32 *left = sample_countdown.lookup(&idx);
+    if (!every || !left)
+        return;
+    if (*left > 1) {
+        (*left)--;
+        return;
+    }
+    *left = *every ? *every : 1;
+    bump_stat(STAT_SAMPLED);
+    struct alloc_stack_key skey = {.base = key};
+    skey.stack_id = stacks.get_stackid(args, 0);
+    if (skey.stack_id < 0)
+        bump_stat(STAT_STACK_ERRORS);
+    count = alloc_stacks.lookup_or_try_init(&skey, &zero);
+    if (count)
+        (*count)++;
+    else
+        bump_stat(STAT_AGG_FULL);
+}
+#endif
+
+TRACEPOINT_PROBE(kmem, mm_page_alloc)
+{
+    u32 order = args->order;
+#ifdef HAVE_PFN
+    int failed = args->pfn == (unsigned long)-1;
+#else
+    int failed = (unsigned long)args->page == 0;
+#endif
+    /* Always-on per-order counters: the cheapest useful thing we can do. */
+    u32 slot = order < ORDER_SLOTS ? order : ORDER_SLOTS - 1;
+    struct order_stat *st = order_stats.lookup(&slot);
+    if (st) {
+        st->attempts++;
+        if (failed)
+            st->failures++;
+    }
+#ifndef TRACE_ALL
+    if (!failed)
+        return 0;
+#endif
+    if (order < ORDER_MIN || order > ORDER_MAX)
+        return 0;
+    u64 gfp = args->gfp_flags;
+#ifdef ATOMIC_ONLY
+    if (gfp & GFP_DIRECT_RECLAIM)
+        return 0;
+#endif
+#ifdef WARN_ONLY
+    if (gfp & GFP_NOWARN)
+        return 0;
+#endif
+#ifdef FILTER_PID
+    if ((bpf_get_current_pid_tgid() >> 32) != FILTER_PID)
+        return 0;
+#endif
+#ifdef FILTER_COMM_LO
+    {
+        char comm[16] = {};
+        bpf_get_current_comm(&comm, sizeof(comm));
+        if (*(u64 *)&comm[0] != FILTER_COMM_LO || *(u64 *)&comm[8] != FILTER_COMM_HI)
+            return 0;
+    }
+#endif
+    u8 vec;
+    s32 irq;
+    u8 context = current_context(&vec, &irq);
+#ifdef TRACE_ALL
+    if (!failed) {
+        count_allocation(args, gfp, order, context, vec);
+        return 0;
+    }
+#endif
+    bump_stat(STAT_MATCHED_FAILURES);
+    u32 cslot = context;
+    u64 *by_ctx = fail_by_ctx.lookup(&cslot);
+    if (by_ctx)
+        (*by_ctx)++;
+
+    s32 stack_id = stacks.get_stackid(args, 0);
+    if (stack_id < 0)
+        bump_stat(STAT_STACK_ERRORS);
+#ifdef USE_RINGBUF
+    struct failure_event *e = failures.ringbuf_reserve(sizeof(struct failure_event));
+    if (!e) {
+        bump_stat(STAT_LOST_RECORDS);
+        return 0;
+    }
+    fill_failure(e, gfp, order, args->migratetype, context, vec, irq, stack_id);
+    failures.ringbuf_submit(e, 0);
+#else
+    struct failure_event e = {};
+    fill_failure(&e, gfp, order, args->migratetype, context, vec, irq, stack_id);
+    failures.perf_submit(args, &e, sizeof(e));
+#endif
+    return 0;
+}

@@ -1,0 +1,58 @@
+"""Tracing options as one value object, parsed once from the command line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Highest order any kernel accepts: MAX_PAGE_ORDER is 10 on x86 but up to 13+
+# with 64K pages / large NUMA configs; the BPF per-order array has 32 slots.
+MAX_ORDER_BOUND = 31
+
+
+class OptionError(ValueError):
+    pass
+
+
+def parse_order_range(text: str) -> tuple[int, int]:
+    """'4' -> (4, 4); '4+' -> (4, 31); '2-5' -> (2, 5)."""
+    text = text.strip()
+    m = re.fullmatch(r"(\d+)(?:(\+)|-(\d+))?", text)
+    if not m:
+        raise OptionError(f"bad order {text!r}: use N, N+ or N-M (e.g. 4, 4+, 2-5)")
+    low = int(m.group(1))
+    high = MAX_ORDER_BOUND if m.group(2) else int(m.group(3)) if m.group(3) else low
+    if low > high or high > MAX_ORDER_BOUND:
+        raise OptionError(f"bad order range {text!r}: need 0 <= N <= M <= {MAX_ORDER_BOUND}")
+    return low, high
+
+
+def comm_words(comm: str) -> tuple[int, int]:
+    """A task name as the two little-endian u64 words BPF compares against."""
+    raw = comm.encode()[:15].ljust(16, b"\0")
+    return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    order_min: int = 0
+    order_max: int = MAX_ORDER_BOUND
+    trace_all: bool = False
+    pid: int | None = None
+    comm: str | None = None
+    atomic_only: bool = False
+    warn_only: bool = False
+    disabled: frozenset[str] = field(default_factory=frozenset)
+    stack_storage: int = 16384
+    ringbuf_pages: int = 64
+    perfbuf_pages: int = 64
+    agg_entries: int = 16384
+    sample_every: int = 0  # --all: take a stack 1 in N events; 0 = adaptive
+
+    @property
+    def order_label(self) -> str:
+        if self.order_min == self.order_max:
+            return str(self.order_min)
+        if self.order_max == MAX_ORDER_BOUND:
+            return f"{self.order_min}+"
+        return f"{self.order_min}-{self.order_max}"

@@ -1,0 +1,114 @@
+"""Records crossing from BPF to user space, and the decoded failure.
+
+The ctypes layouts mirror paftrace/bpf/pagealloc.c; `tests/test_records.py`
+checks the sizes and offsets against the C source.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import asdict, dataclass, field
+
+from paftrace.context import CONTEXTS
+
+STAT_NAMES = ("lost_records", "stack_errors", "aggregation_full", "matched_failures",
+              "sampled_stacks")
+ORDER_SLOTS = 32
+NO_VEC = 0xFF
+
+# include/linux/mmzone.h: the order changed when MIGRATE_HIGHATOMIC replaced
+# MIGRATE_RESERVE (4.4); page-pointer kernels (< 4.1) have the old order.
+MIGRATETYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA/Isolate", "Isolate")
+MIGRATETYPES_OLD = ("Unmovable", "Reclaimable", "Movable", "Reserve", "CMA/Isolate", "Isolate")
+
+
+class RawFailure(ctypes.Structure):
+    _fields_ = [
+        ("ts_ns", ctypes.c_uint64),
+        ("gfp", ctypes.c_uint64),
+        ("alloc_start_ns", ctypes.c_uint64),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("order", ctypes.c_uint32),
+        ("migratetype", ctypes.c_int32),
+        ("stack_id", ctypes.c_int32),
+        ("irq", ctypes.c_int32),
+        ("context", ctypes.c_uint8),
+        ("softirq_vec", ctypes.c_uint8),
+        ("warned", ctypes.c_uint8),
+        ("printed", ctypes.c_uint8),
+        ("comm", ctypes.c_char * 16),
+    ]
+
+
+class RawAllocKey(ctypes.Structure):
+    _fields_ = [
+        ("gfp", ctypes.c_uint64),
+        ("order", ctypes.c_uint32),
+        ("context", ctypes.c_uint8),
+        ("softirq_vec", ctypes.c_uint8),
+        ("pad", ctypes.c_uint16),
+    ]
+
+
+def migratetype_name(value: int, old_layout: bool = False) -> str:
+    names = MIGRATETYPES_OLD if old_layout else MIGRATETYPES
+    return names[value] if 0 <= value < len(names) else str(value)
+
+
+def context_name(value: int) -> str:
+    return CONTEXTS[value] if 0 <= value < len(CONTEXTS) else "unknown"
+
+
+def decode_comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+@dataclass
+class Failure:
+    """One failed allocation, decoded; the JSON `failure` object is its dict."""
+
+    ts_ns: int
+    cpu: int
+    pid: int
+    tid: int
+    comm: str
+    order: int
+    gfp: str
+    gfp_flags: list[str]
+    migratetype: str
+    context: str
+    softirq: str | None
+    stack: list[str]
+    irq: str | None = None
+    context_source: str = "irq-tracepoints"
+    requester: str | None = None
+    blame: str = ""
+    visibility: str = ""
+    severity: str = ""
+    rule: str = ""
+    warned: bool | None = None
+    printed: bool | None = None
+    alloc_latency_us: float | None = None
+    stack_id: int = -1
+    buddyinfo: dict | None = None
+    type: str = field(default="failure")
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out.pop("stack_id")
+        return out
+
+
+def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,
+              requester: str | None) -> str:
+    """Who to blame: in interrupt context never the interrupted bystander task."""
+    where = f" in {requester}" if requester else ""
+    if context == "softirq":
+        return f"softirq {softirq or '?'}{where}"
+    if context == "hardirq":
+        return f"hardirq {irq or '?'}{where}"
+    if context == "nmi":
+        return f"NMI{where}"
+    return f"{comm}[{pid}]{where}"

@@ -1,0 +1,40 @@
+"""Kernel stack helpers shared by the live tracer and `paftrace explain`."""
+
+from __future__ import annotations
+
+import re
+
+from paftrace.context import symbol_name
+
+# Frames that belong to the page/slab allocator or to generic buffer helpers
+# wrapping it: the requester is the first frame outside them, innermost first
+# (e.g. tg3_start_xmit above skb_copy -> __alloc_skb -> __kmalloc_node).
+_ALLOCATOR_PATTERNS = [
+    r"_*alloc_pages.*", r"_*alloc_frozen_pages.*", r"get_page_from_freelist",
+    r"__get_free_pages", r"get_zeroed_page.*", r"alloc_pages_.*", r"folio_alloc.*",
+    r"__folio_alloc.*", r"alloc_slab_page", r"allocate_slab", r"new_slab", r"_*slab_alloc.*",
+    r"kmem_getpages", r"fallback_alloc", r"cache_grow.*", r"_*cache_alloc.*",
+    r"kmem_cache_alloc.*", r"_*kmalloc.*", r"kmalloc_.*", r"_*kvmalloc.*", r"kcalloc.*",
+    r"kzalloc.*", r"kmalloc_large.*", r"_*kmalloc_large.*", r"_*alloc_skb.*",
+    r"_*netdev_alloc_.*", r"_*napi_alloc_.*", r"skb_copy.*", r"pskb_expand_head",
+    r"page_frag_alloc.*", r"_*page_frag_cache_refill", r"warn_alloc.*", r"dump_stack.*",
+    r"show_stack", r"_*alloc_pages_slowpath", r"__alloc_pages_direct_.*",
+    r"trace_event_raw_event_.*", r"perf_trace_.*", r"trace_call_bpf", r"__traceiter_.*",
+    r"stack_trace_save.*", r"memcg_.*charge.*", r"__memcg_.*",
+    r"obj_cgroup_charge.*", r"kmalloc_trace.*", r"krealloc.*", r"kmemdup.*",
+]
+_ALLOCATOR_RE = re.compile("^(?:" + "|".join(_ALLOCATOR_PATTERNS) + ")$")
+
+
+def is_allocator_frame(frame: str) -> bool:
+    return bool(_ALLOCATOR_RE.match(symbol_name(frame)))
+
+
+def requester(frames: list[str]) -> str | None:
+    """Innermost frame outside the allocator, as printed (keeps `[module]`)."""
+    for frame in frames:
+        name = symbol_name(frame)
+        if name and not is_allocator_frame(frame):
+            module = re.search(r"\[([\w-]+)\]\s*$", frame)
+            return f"{name} [{module.group(1)}]" if module else name
+    return None
