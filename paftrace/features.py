@@ -49,6 +49,7 @@ SYSTEM_VECTORS = (
 )
 
 BPF_MAP_CREATE = 0
+BPF_MAP_TYPE_ARRAY = 2
 BPF_MAP_TYPE_RINGBUF = 27  # added in 5.8 (commit 457f44363a88)
 
 
@@ -103,10 +104,11 @@ class LiveKernel:
         )
 
     def ringbuf_supported(self) -> bool:
-        return _can_create_map(BPF_MAP_TYPE_RINGBUF, max_entries=os.sysconf("SC_PAGE_SIZE"))
+        return can_create_map(BPF_MAP_TYPE_RINGBUF, max_entries=os.sysconf("SC_PAGE_SIZE"))
 
 
-def _can_create_map(map_type: int, max_entries: int) -> bool:
+def can_create_map(map_type: int, max_entries: int, key_size: int = 0,
+                   value_size: int = 0) -> bool:
     """Feature probe: try to create (and close) a BPF map of a type."""
 
     class MapAttr(ctypes.Structure):
@@ -118,7 +120,8 @@ def _can_create_map(map_type: int, max_entries: int) -> bool:
     nr_bpf = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
     if nr_bpf is None:
         return False
-    attr = MapAttr(map_type=map_type, max_entries=max_entries)
+    attr = MapAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                   max_entries=max_entries)
     fd = libc.syscall(nr_bpf, BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
     if fd < 0:
         return False

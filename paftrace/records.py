@@ -98,7 +98,7 @@ class Failure:
     def to_json(self) -> dict:
         out = asdict(self)
         out.pop("stack_id")
-        return out
+        return {"type": out.pop("type"), **out}
 
 
 def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,

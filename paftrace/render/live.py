@@ -1,0 +1,162 @@
+"""The rich live view for terminals."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from paftrace.records import Failure
+from paftrace.render import Snapshot, printable
+from paftrace.render.plain import context_label, summary_lines, wall_clock
+
+SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
+
+
+def _t(text: str, style: str = "") -> Text:
+    # Text objects never interpret markup: task names stay inert.
+    return Text(printable(text), style=style)
+
+
+def _orders_table(s: Snapshot) -> Table:
+    table = Table(title="Allocations per order (all orders, always counted in the kernel)",
+                  title_justify="left", expand=False, box=None, padding=(0, 1))
+    for col in ("order", "attempts/s", "failures/s", "attempts", "failures"):
+        table.add_column(col, justify="right")
+    for order in sorted(s.orders.totals):
+        attempts, failures = s.orders.totals[order]
+        a_rate, f_rate = s.orders.rates.get(order, (0.0, 0.0))
+        style = "bold red" if failures else ""
+        table.add_row(str(order), f"{a_rate:,.0f}", f"{f_rate:,.1f}", f"{attempts:,}",
+                      _t(f"{failures:,}", style))
+    return table
+
+
+def _triage_line(s: Snapshot) -> Text:
+    c = s.failures.by_class
+    text = Text("Failures traced: ")
+    text.append(f"{s.failures.total}", style="bold")
+    text.append("  harmful ")
+    text.append(str(c.get("harmful", 0)), style="bold red")
+    text.append("  expected ")
+    text.append(str(c.get("expected", 0)), style="green")
+    text.append(f"  | silent {c.get('silent', 0)}  reported {c.get('reported', 0)}"
+                f"  rate-limited {c.get('rate-limited', 0)}  | ")
+    text.append(", ".join(f"{k} {v}" for k, v in s.failures_by_context.items() if v) or
+                "no context yet")
+    return text
+
+
+def _sites_table(s: Snapshot, now_ns: int) -> Table:
+    table = Table(title="Failing call sites", title_justify="left", box=None, padding=(0, 1))
+    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict", "blame"):
+        table.add_column(col, overflow="fold")
+    for site in s.failures.top(8):
+        f = site.sample
+        table.add_row(str(site.count), f"{site.rate(now_ns):.1f}", wall_clock(site.last_ns),
+                      str(f.order), _t("|".join(f.gfp_flags)), _t(context_label(f)),
+                      _t(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, "")),
+                      _t(f.blame))
+    return table
+
+
+def _top_stacks(s: Snapshot) -> list[RenderableType]:
+    panels: list[RenderableType] = []
+    for i, site in enumerate(s.failures.top(3), 1):
+        f = site.sample
+        body = Text()
+        body.append(f"rule: {f.rule}\n", style="italic")
+        for frame in f.stack[:14]:
+            body.append(printable(frame) + "\n")
+        if len(f.stack) > 14:
+            body.append(f"... {len(f.stack) - 14} more frames\n", style="dim")
+        panels.append(Panel(body, title=f"#{i} {site.count}x {printable(f.blame)}",
+                            title_align="left", expand=False))
+    return panels
+
+
+def _recent(s: Snapshot) -> Table:
+    table = Table(title="Recent failures", title_justify="left", box=None, padding=(0, 1))
+    for col in ("time", "cpu", "task", "ord", "context", "requester"):
+        table.add_column(col)
+    for f in list(s.failures.recent)[-6:]:
+        table.add_row(wall_clock(f.ts_ns), str(f.cpu), _t(f"{f.comm}[{f.pid}]"),
+                      str(f.order), _t(context_label(f)), _t(f.requester or "?"))
+    return table
+
+
+def _allocations(s: Snapshot) -> Table:
+    note = f", stacks sampled 1 in {s.sample_every}" if s.sample_every else ""
+    table = Table(title=f"All allocations (--all{note}; stack counts are estimates)",
+                  title_justify="left", box=None, padding=(0, 1))
+    for col in ("count", "ord", "gfp", "context", "top requester (est.)"):
+        table.add_column(col, overflow="fold")
+    for row in s.allocations[:8]:
+        ctx = row["context"] + (f":{row['softirq']}" if row["softirq"] else "")
+        top = row["stacks"][0] if row["stacks"] else None
+        table.add_row(f"{row['count']:,}", str(row["order"]), _t("|".join(row["gfp_flags"])),
+                      ctx, _t(f"{top['requester']} (~{top['count']:,.0f})" if top else "-"))
+    return table
+
+
+class LiveRenderer:
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console()
+        self.live = Live(console=self.console, auto_refresh=False, transient=False,
+                         vertical_overflow="crop")
+        self.header = Text("attaching...")
+        self.snapshot: Snapshot | None = None
+        self._last_draw = 0.0
+
+    def attached(self, info: dict) -> None:
+        self.header = Text(
+            f"paftrace: order {info['order']} on {info['kernel']}, {len(info['probes'])} probes "
+            f"attached in {info['startup_s']:.2f}s. Ctrl-C to end.", style="bold")
+        self.live.start()
+        self._draw()
+
+    def _view(self) -> RenderableType:
+        s = self.snapshot
+        if s is None:
+            return self.header
+        now_ns = time.monotonic_ns()
+        lost = ", ".join(f"{k} {v}" for k, v in s.stats.items() if v) or "nothing"
+        parts: list[RenderableType] = [
+            self.header, Text(f"{s.elapsed_s:.0f}s elapsed, lost: {lost}",
+                              style="red" if lost != "nothing" else "dim"),
+            _orders_table(s), _triage_line(s),
+        ]
+        if s.memory is not None:
+            from paftrace.render_memory import memory_panel  # noqa: PLC0415
+
+            parts.append(memory_panel(s.memory, int(s.order_label.rstrip("+").split("-")[0])))
+        if s.failures.total:
+            parts += [_sites_table(s, now_ns), *_top_stacks(s), _recent(s)]
+        if s.allocations:
+            parts.append(_allocations(s))
+        return Group(*parts)
+
+    def _draw(self) -> None:
+        self.live.update(self._view(), refresh=True)
+        self._last_draw = time.monotonic()
+
+    def failure(self, failure: Failure) -> None:
+        if time.monotonic() - self._last_draw > 0.25:  # a storm must not stall polling
+            self._draw()
+
+    def tick(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self._draw()
+
+    def finish(self, summary: dict) -> None:
+        self.close()
+        for line in summary_lines(summary):
+            self.console.print(Text(line))
+
+    def close(self) -> None:
+        if self.live.is_started:
+            self.live.stop()

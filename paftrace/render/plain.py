@@ -1,0 +1,88 @@
+"""Plain text: a header, one line per failure, a summary at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from paftrace.records import Failure
+from paftrace.render import Snapshot, printable
+
+_MONO_TO_WALL = time.time() - time.monotonic()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+
+
+def wall_clock(ts_ns: int) -> str:
+    t = ts_ns / 1e9 + _MONO_TO_WALL
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def context_label(f: Failure) -> str:
+    if f.context == "softirq":
+        return f"softirq:{f.softirq or '?'}"
+    if f.context == "hardirq" and f.irq:
+        return f"hardirq:{f.irq}"
+    return f.context
+
+
+def failure_line(f: Failure) -> str:
+    extra = f" after {f.alloc_latency_us / 1000:.1f}ms" if f.alloc_latency_us else ""
+    memory = f" | {f.buddyinfo['text']}" if f.buddyinfo and "text" in f.buddyinfo else ""
+    return (f"{wall_clock(f.ts_ns)} cpu{f.cpu} {printable(f.comm)}[{f.pid}/{f.tid}] "
+            f"order:{f.order} {f.gfp}({'|'.join(f.gfp_flags)}) {f.migratetype} "
+            f"{context_label(f)} {f.visibility}/{f.severity} "
+            f"blame={printable(f.blame)}{extra}{memory}")
+
+
+def attached_line(info: dict) -> str:
+    return (f"Tracing page allocation failures of order {info['order']} on "
+            f"{info['kernel']} ({len(info['probes'])} probes, attached in "
+            f"{info['startup_s']:.2f}s). Ctrl-C to end.")
+
+
+def summary_lines(summary: dict) -> list[str]:
+    lines = [f"Summary after {summary['duration_s']:.1f}s:"]
+    for order, row in sorted(summary["orders"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"  order {order:>2}: {row['attempts']:>12,} attempts "
+                     f"{row['failures']:>8,} failures")
+    ctx = ", ".join(f"{k} {v}" for k, v in summary["failures_by_context"].items() if v)
+    lines.append(f"  failures matching the filters: {summary['failures_matched']}"
+                 f" ({ctx or 'none'})")
+    classes = summary["by_class"]
+    if classes:
+        lines.append("  " + ", ".join(f"{k} {v}" for k, v in sorted(classes.items())))
+    for site in summary["call_sites"][:5]:
+        lines.append(f"  {site['count']:>6}x order {site['order']} {'|'.join(site['gfp_flags'])} "
+                     f"{site['context']} {site['severity']}: {printable(site['blame'])}")
+        lines.append(f"          rule: {site['rule']}")
+    lost = summary["lost"]
+    lines.append("  lost: " + ", ".join(f"{k} {v}" for k, v in lost.items()))
+    if any(lost.values()):
+        lines.append("  (records or stacks were lost: consider a larger --stack-storage-size "
+                     "or fewer matching events)")
+    return lines
+
+
+class PlainRenderer:
+    def __init__(self, out: TextIO | None = None):
+        self.out = out or sys.stdout
+
+    def _print(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def attached(self, info: dict) -> None:
+        self._print(attached_line(info))
+
+    def failure(self, failure: Failure) -> None:
+        self._print(failure_line(failure))
+
+    def tick(self, snapshot: Snapshot) -> None:
+        pass
+
+    def finish(self, summary: dict) -> None:
+        for line in summary_lines(summary):
+            self._print(line)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,244 @@
+"""The tracing run: load, poll, aggregate, render, stop cleanly, summarize."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
+from paftrace.context import CONTEXTS, softirq_name
+from paftrace.decode import FailureDecoder
+from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
+from paftrace.options import TraceOptions
+from paftrace.records import RawFailure, context_name
+from paftrace.render import Renderer, Snapshot, make_renderer
+
+EXIT_SIGNAL = 130
+# --all adaptive stack sampling: aim for at most this many stack walks per second.
+STACK_SAMPLES_PER_S = 2000
+POLL_MS = 100
+
+
+class StopFlag:
+    """SIGINT, SIGTERM and SIGHUP all land here: the first asks for a clean stop,
+    a second one exits at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            raise SystemExit(EXIT_SIGNAL)
+        self.signum = signum
+
+    @property
+    def stopped(self) -> bool:
+        return self.signum is not None
+
+
+def error(message: str) -> int:
+    print(f"paftrace: {message}", file=sys.stderr)
+    return 1
+
+
+class Tracer:
+    """One run of the tracer; separate from the CLI so selftest can drive it."""
+
+    def __init__(self, options: TraceOptions, renderer: Renderer, memory_sampler=None):
+        self.options = options
+        self.renderer = renderer
+        self.aggregator = FailureAggregator()
+        self.orders = OrderRates()
+        self.memory_sampler = memory_sampler
+        self.records = 0
+        self.sample_every = options.sample_every or 1
+        self.session = TraceSession(options, self._on_raw)
+        plan = self.session.plan
+        self.decoder = FailureDecoder(self.session.gfp_table, self.session.stack,
+                                      old_migratetypes=plan.failure_field == "page",
+                                      kprobe_warn=plan.warn_kprobe is not None)
+        self.started = time.monotonic()
+
+    def attached_info(self) -> dict:
+        plan = self.session.plan
+        return {
+            "type": "attached", "ts_ns": time.monotonic_ns(), "kernel": self.session.kernel.release,
+            "order": self.options.order_label, "order_min": self.options.order_min,
+            "order_max": self.options.order_max, "all": self.options.trace_all,
+            "probes": plan.probes(), "refused": plan.refused,
+            "features": [vars(s) for s in plan.statuses],
+            "gfp_table": self.session.gfp_table.source,
+            "startup_s": round(self.session.startup_s, 3), "pid": os.getpid(),
+        }
+
+    def _on_raw(self, raw: RawFailure) -> None:
+        self.records += 1
+        failure = self.decoder.decode(raw)
+        if self.memory_sampler is not None:
+            failure.buddyinfo = self.memory_sampler.failure_context(failure.order)
+        self.aggregator.add(failure)
+        self.renderer.failure(failure)
+
+    def _allocations(self) -> list[dict]:
+        counts, stacks = self.session.allocations()
+
+        def key_of(k) -> tuple:
+            return (k.order, k.gfp, k.context, k.softirq_vec)
+
+        estimates = estimate_stack_counts(((key_of(k), n) for k, n in counts),
+                                          ((key_of(k), sid, n) for k, sid, n in stacks))
+        rows = []
+        table = self.session.gfp_table
+        for (order, gfp, ctx, vec), (count, est) in sorted(estimates.items(),
+                                                          key=lambda kv: -kv[1][0]):
+            top = []
+            for sid, n in est[:5]:
+                frames = self.session.stack(sid)
+                from paftrace.stacks import requester  # noqa: PLC0415
+
+                top.append({"count": round(n, 1), "requester": requester(frames),
+                            "stack": frames})
+            rows.append({"order": order, "gfp": hex(gfp), "gfp_flags": table.decode(gfp),
+                         "context": context_name(ctx), "softirq": softirq_name(vec),
+                         "count": count, "stacks": top,
+                         "stacks_estimated": self.sample_every != 1})
+        return rows
+
+    def _adapt_sampling(self) -> None:
+        if not self.options.trace_all or self.options.sample_every:
+            return
+        wanted = max(1, int(self.orders.total_attempt_rate() / STACK_SAMPLES_PER_S) + 1)
+        if wanted != self.sample_every:
+            self.sample_every = wanted
+            self.session.set_sample_every(wanted)
+
+    def snapshot(self, with_allocations: bool) -> Snapshot:
+        now = time.monotonic()
+        self.orders.update(self.session.order_counts(), now)
+        self._adapt_sampling()
+        return Snapshot(
+            elapsed_s=now - self.started, orders=self.orders, failures=self.aggregator,
+            stats=self.lost(), failures_by_context=self.failures_by_context(),
+            order_label=self.options.order_label,
+            sample_every=self.sample_every if self.options.trace_all else None,
+            allocations=self._allocations() if with_allocations and self.options.trace_all
+            else [],
+            memory=self.memory_sampler.sample() if self.memory_sampler else None,
+        )
+
+    def failures_by_context(self) -> dict[str, int]:
+        return dict(zip(CONTEXTS, self.session.failures_by_context()))
+
+    def lost(self) -> dict[str, int]:
+        st = self.session.stats()
+        return {"records": st["lost_records"] + st["perf_lost"],
+                "stack_errors": st["stack_errors"],
+                "aggregation_full": st["aggregation_full"]}
+
+    def summary(self) -> dict:
+        self.orders.update(self.session.order_counts(), time.monotonic())
+        stats = self.session.stats()
+        return {
+            "type": "summary", "duration_s": round(time.monotonic() - self.started, 3),
+            "order": self.options.order_label,
+            "orders": {str(o): {"attempts": a, "failures": f}
+                       for o, (a, f) in sorted(self.orders.totals.items())},
+            "failures_matched": stats["matched_failures"],
+            "failures_reported": self.records,
+            "failures_by_context": self.failures_by_context(),
+            "by_class": dict(self.aggregator.by_class),
+            "call_sites": [site.to_json() for site in self.aggregator.top(20)],
+            "lost": self.lost(),
+            "allocations": self._allocations() if self.options.trace_all else [],
+            "stack_sample_every": self.sample_every if self.options.trace_all else None,
+        }
+
+    def run(self, stop: StopFlag, duration: float | None, interval: float,
+            live_allocations: bool) -> dict:
+        self.renderer.attached(self.attached_info())
+        deadline = self.started + duration if duration else None
+        next_tick = time.monotonic()
+        while not stop.stopped:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if now >= next_tick:
+                self.renderer.tick(self.snapshot(live_allocations))
+                next_tick = now + interval
+            wait = min(next_tick, deadline or next_tick) - time.monotonic()
+            self.session.poll(max(0, min(POLL_MS, int(wait * 1000))))
+        self.session.drain()
+        return self.summary()
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def print_ebpf(options: TraceOptions) -> int:
+    _, plan, table = prepare(options)
+    print("// cflags: " + " ".join(cflags_for(options, plan, table)))
+    print(bpf_source_path().read_text())
+    return 0
+
+
+def print_plan(options: TraceOptions) -> int:
+    kernel, plan, table = prepare(options)
+    print(f"kernel {kernel.release}; gfp names from {table.source}")
+    for status in plan.statuses:
+        print(f"  {'yes' if status.used else 'no ':3} {status.name:16} {status.detail}")
+    print("would attach: " + ", ".join(plan.probes()))
+    return 0
+
+
+def run_trace(options: TraceOptions, mode: str, duration: float | None, interval: float,
+              dry_run: bool = False, print_ebpf_source: bool = False) -> int:
+    try:
+        if print_ebpf_source:
+            return print_ebpf(options)
+        if dry_run:
+            return print_plan(options)
+    except LoaderError as exc:
+        return error(str(exc))
+    stop = StopFlag()
+    stop.install()
+    renderer = make_renderer(mode)
+    tracer = None
+    try:
+        sampler = None
+        if mode == "live":
+            sampler = _memory_sampler(options, interval)
+        tracer = Tracer(options, renderer, sampler)
+        summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
+        renderer.finish(summary)
+    except LoaderError as exc:
+        renderer.close()
+        return error(str(exc))
+    except SystemExit:
+        renderer.close()
+        raise
+    finally:
+        if tracer is not None:
+            tracer.close()
+        stop.restore()
+    return EXIT_SIGNAL if stop.stopped else 0
+
+
+def _memory_sampler(options: TraceOptions, interval: float):
+    """The /proc memory-state sampler, if that part of paftrace is installed."""
+    try:
+        from paftrace.procfs.sampler import MemorySampler  # noqa: PLC0415
+    except ImportError:
+        return None
+    return MemorySampler(interval=interval)
