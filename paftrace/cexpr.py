@@ -69,7 +69,8 @@ _BINARY_LEVELS: list[dict[str, object]] = [
     {"&": lambda a, b: a & b},
     {"<<": lambda a, b: a << b, ">>": lambda a, b: a >> b},
     {"+": lambda a, b: a + b, "-": lambda a, b: a - b},
-    {"*": lambda a, b: a * b, "/": lambda a, b: a // b if b else 0, "%": lambda a, b: a % b if b else 0},
+    {"*": lambda a, b: a * b, "/": lambda a, b: a // b if b else 0,
+     "%": lambda a, b: a % b if b else 0},
 ]
 
 

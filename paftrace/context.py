@@ -26,8 +26,9 @@ SOFTIRQ_NAMES = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLE
                  "HRTIMER", "RCU")
 
 # Negative irq numbers in records are x86 system vectors (pagealloc.c SYSTEM_VECTOR).
-SYSTEM_VECTOR_NAMES = ("local_timer", "call_function", "call_function_single", "reschedule", "thermal_apic", "threshold_apic", "deferred_error_apic",
-                       "error_apic", "spurious_apic")
+SYSTEM_VECTOR_NAMES = ("local_timer", "call_function", "call_function_single", "reschedule",
+                       "thermal_apic", "threshold_apic", "deferred_error_apic", "error_apic",
+                       "spurious_apic")
 
 # Softirq action functions -> vector (open_softirq() callers, KERNEL-FACTS 4.2).
 SOFTIRQ_ACTIONS = {
@@ -145,8 +146,10 @@ def read_irq_names(path: str = "/proc/interrupts") -> dict[int, str]:
         head, _, rest = line.partition(":")
         if not head.strip().isdigit():
             continue
-        parts = rest.split()
-        tail = parts[ncpu:]
-        # Chip name, hwirq and trigger come before the action names.
-        names[int(head)] = " ".join(tail[3:]) if len(tail) > 3 else " ".join(tail)
+        tail = rest.split()[ncpu:]
+        # "IO-APIC 5-edge ACPI:Ged", "IR-PCI-MSI 512000-edge ahci[..]": the action
+        # names follow the trigger token.
+        cut = next((i + 1 for i, tok in enumerate(tail)
+                    if tok.endswith(("edge", "level", "fasteoi"))), len(tail) - 1)
+        names[int(head)] = " ".join(tail[cut:])
     return names

@@ -13,8 +13,14 @@ from paftrace.context import (
     softirq_name,
 )
 from paftrace.gfp import GfpTable
-from paftrace.records import Failure, RawFailure, blame_for, context_name, decode_comm, \
-    migratetype_name
+from paftrace.records import (
+    Failure,
+    RawFailure,
+    blame_for,
+    context_name,
+    decode_comm,
+    migratetype_name,
+)
 from paftrace.stacks import requester
 from paftrace.triage import triage
 

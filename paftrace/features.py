@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
+from paftrace.context import SYSTEM_VECTOR_NAMES
 from paftrace.tracefs import TraceFs, TracepointFormat
 
 # Names accepted by --no-feature.
@@ -40,13 +41,10 @@ WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
 # dump_stack() became a wrapper of dump_stack_lvl() in 5.13.
 DUMP_STACK_NAMES = ("dump_stack_lvl", "dump_stack")
 
-# x86 system vectors paftrace can bracket (paftrace/bpf/pagealloc.c SYSTEM_VECTOR).
+# x86 system vectors paftrace brackets (pagealloc.c SYSTEM_VECTOR, same order).
 # Not irq_work: perf and the BPF ring buffer wake readers through irq_work, and
 # the kernel refuses a perf/BPF attachment there (EPERM, seen on 6.18).
-SYSTEM_VECTORS = (
-    "local_timer", "call_function", "call_function_single", "reschedule",
-    "thermal_apic", "threshold_apic", "deferred_error_apic", "error_apic", "spurious_apic",
-)
+SYSTEM_VECTORS = SYSTEM_VECTOR_NAMES
 
 BPF_MAP_CREATE = 0
 BPF_MAP_TYPE_ARRAY = 2

@@ -22,6 +22,7 @@ removed, fs.pipe-max-size restored.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -38,7 +39,9 @@ PIPE_BUFFER_SIZE = 40  # sizeof(struct pipe_buffer) on 64-bit
 PIPE_MAX_SIZE = Path("/proc/sys/fs/pipe-max-size")
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 CGROUP_V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
-MIN_ORDER = 2   # below this the ring fits in a slab object, not whole pages
+# Below order 4 (PAGE_ALLOC_COSTLY_ORDER is 3) a failed memcg charge is retried
+# and ends in the memcg OOM killer instead of failing (seen on 6.18: order 3 hangs).
+MIN_ORDER = 4
 MAX_ORDER = 10
 
 
@@ -98,10 +101,9 @@ class MemoryCgroup:
         self._write("memory.limit_in_bytes", "memory.max", str(limit))
 
     def no_swap(self) -> None:
-        try:
+        # No swap accounting: without swap there is nothing to swap anyway.
+        with contextlib.suppress(OSError):
             self._write("memory.swappiness", "memory.swap.max", "0")
-        except OSError:
-            pass  # no swap accounting: without swap there is nothing to swap anyway
 
     def usage(self) -> int:
         return int(_read(self.path / ("memory.usage_in_bytes" if self.version == 1
@@ -133,8 +135,8 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0
-            ) -> ProvokeResult:
+def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0,
+            comm: str | None = None) -> ProvokeResult:
     """Produce `count` failed allocations of `order`; returns what happened."""
     if os.geteuid() != 0:
         raise ProvokeError("provoking failures needs root (memory cgroup, fs.pipe-max-size)")
@@ -152,7 +154,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
         cgroup.set_limit((fill_mib + 32) << 20)
         worker = subprocess.Popen(
             [sys.executable, "-m", "paftrace.provoke", "--worker", str(pipe_size),
-             str(count), str(fill_mib)],
+             str(count), str(fill_mib), comm or ""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
         )
@@ -203,8 +205,10 @@ def _expect(worker: subprocess.Popen[str], word: str, timeout: float) -> str:
                        "was it killed by the memory cgroup?")
 
 
-def _worker(pipe_size: int, count: int, fill_mib: int) -> None:
+def _worker(pipe_size: int, count: int, fill_mib: int, comm: str) -> None:
     """Runs inside the cgroup. Prints nothing while at the limit."""
+    if comm:  # the task name the failures are reported under
+        Path("/proc/self/comm").write_bytes(comm.encode()[:15])
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one CPU: one charge stock
     assert sys.stdin.readline().strip() == "fill"
     filler = bytearray(fill_mib << 20)
@@ -230,18 +234,20 @@ def _worker(pipe_size: int, count: int, fill_mib: int) -> None:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--worker":
-        _worker(int(argv[1]), int(argv[2]), int(argv[3]))
+        _worker(int(argv[1]), int(argv[2]), int(argv[3]), argv[4] if len(argv) > 4 else "")
         return 0
     import argparse  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(prog="provoke", description=__doc__.split("\n")[0])
     parser.add_argument("-n", "--count", type=int, default=10, help="failures to produce")
-    parser.add_argument("-o", "--order", type=int, default=4, help="allocation order (2-10)")
+    parser.add_argument("-o", "--order", type=int, default=4,
+                        help=f"allocation order ({MIN_ORDER}-{MAX_ORDER})")
     parser.add_argument("--fill-mib", type=int, default=16, help="memory the worker touches")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--comm", help="task name of the failing worker (tests use it)")
     args = parser.parse_args(argv)
     try:
-        result = provoke(args.count, args.order, args.fill_mib, args.timeout)
+        result = provoke(args.count, args.order, args.fill_mib, args.timeout, args.comm)
     except (ProvokeError, OSError) as exc:
         print(f"provoke: {exc}", file=sys.stderr)
         return 1

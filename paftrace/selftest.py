@@ -151,7 +151,7 @@ def run_selftest(order: int = 4, count: int = 5, softirq: bool = True,
 
 
 @click.command()
-@click.option("-o", "--order", type=click.IntRange(2, 10), default=4, show_default=True,
+@click.option("-o", "--order", type=click.IntRange(4, 10), default=4, show_default=True,
               help="Order of the failures to provoke.")
 @click.option("-n", "--count", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--no-softirq", is_flag=True, help="Skip the NET_RX softirq context check.")

@@ -9,12 +9,13 @@ import time
 from types import FrameType
 
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
-from paftrace.context import CONTEXTS, softirq_name
+from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
 from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
 from paftrace.options import TraceOptions
 from paftrace.records import RawFailure, context_name
 from paftrace.render import Renderer, Snapshot, make_renderer
+from paftrace.stacks import requester
 
 EXIT_SIGNAL = 130
 # --all adaptive stack sampling: aim for at most this many stack walks per second.
@@ -106,9 +107,10 @@ class Tracer:
             top = []
             for sid, n in est[:5]:
                 frames = self.session.stack(sid)
-                from paftrace.stacks import requester  # noqa: PLC0415
-
+                # The stack's own context: right even without the irq tracepoints.
+                seen = classify_stack(frames)
                 top.append({"count": round(n, 1), "requester": requester(frames),
+                            "context": seen.context or "process", "softirq": seen.softirq,
                             "stack": frames})
             rows.append({"order": order, "gfp": hex(gfp), "gfp_flags": table.decode(gfp),
                          "context": context_name(ctx), "softirq": softirq_name(vec),

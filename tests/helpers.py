@@ -1,0 +1,87 @@
+"""Helpers for tests: run the real tracer as a user would; test data paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+IS_ROOT = os.geteuid() == 0
+
+# Root-only tests may skip only when not root; CI runs as root, so there they run.
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (BPF); CI runs as root")
+
+
+@dataclass
+class TraceRun:
+    returncode: int
+    lines: list[dict] = field(default_factory=list)
+    stderr: str = ""
+    workload_result: object = None
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [obj for obj in self.lines if obj.get("type") == kind]
+
+    @property
+    def attached(self) -> dict:
+        return self.of_type("attached")[0]
+
+    @property
+    def failures(self) -> list[dict]:
+        return self.of_type("failure")
+
+    @property
+    def summary(self) -> dict:
+        found = self.of_type("summary")
+        assert found, f"no summary object; stderr: {self.stderr}"
+        return found[-1]
+
+
+def paftrace_cmd() -> list[str]:
+    return [sys.executable, "-m", "paftrace"]
+
+
+def run_tracer(args: list[str], workload: Callable[[], object] | None = None,
+               stop_signal: int = signal.SIGINT, timeout: float = 60.0) -> TraceRun:
+    """Start `paftrace --json ARGS`, wait for `attached`, run the workload, stop it
+    with a signal (or let --duration end it), and parse every line."""
+    proc = subprocess.Popen(paftrace_cmd() + ["--json", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if '"type":"attached"' in line:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            break
+    result = workload() if workload and proc.poll() is None else None
+    if "--duration" not in args and "-d" not in args and proc.poll() is None:
+        time.sleep(0.3)  # let the last records cross the ring buffer
+        proc.send_signal(stop_signal)
+    out, err = proc.communicate(timeout=timeout)
+    lines += out.splitlines(keepends=True)
+    return TraceRun(proc.returncode, [json.loads(x) for x in lines if x.strip()], err, result)
+
+
+def provoke(count: int, order: int, *extra: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "paftrace.provoke", "-n", str(count), "-o",
+                           str(order), *extra], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,71 @@
+"""Renderers: hostile task names stay inert; JSON is one object per line."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from paftrace.aggregate import FailureAggregator, OrderRates
+from paftrace.records import Failure
+from paftrace.render import Snapshot, printable
+from paftrace.render.jsonl import JsonRenderer
+from paftrace.render.live import LiveRenderer
+from paftrace.render.plain import PlainRenderer, summary_lines
+
+HOSTILE = "[bold red]x\x1b[2J"
+
+
+def sample_failure() -> Failure:
+    return Failure(ts_ns=10**9, cpu=1, pid=7, tid=8, comm=HOSTILE, order=4, gfp="0x820",
+                   gfp_flags=["GFP_ATOMIC"], migratetype="Unmovable", context="softirq",
+                   softirq="NET_RX", stack=["a+0x1", "net_rx_action+0x2"], requester="a",
+                   blame="softirq NET_RX in a", visibility="reported", severity="harmful",
+                   rule="atomic allocation in softirq context")
+
+
+SUMMARY = {"duration_s": 1.0, "orders": {"4": {"attempts": 10, "failures": 1}},
+           "failures_matched": 1, "failures_by_context": {"softirq": 1},
+           "by_class": {"harmful": 1}, "call_sites": [], "lost": {"records": 2}}
+
+
+def test_printable_neutralises_control_characters():
+    assert printable("a\x1b[2Jb\x07") == "a\\x1b[2Jb\\x07"
+    assert printable("plain [bold]") == "plain [bold]"
+
+
+def test_json_lines():
+    out = io.StringIO()
+    r = JsonRenderer(out)
+    r.failure(sample_failure())
+    obj = json.loads(out.getvalue())
+    assert obj["type"] == "failure" and obj["comm"] == HOSTILE  # JSON escapes it itself
+    assert "\x1b" not in out.getvalue()
+    assert "stack_id" not in obj
+
+
+def test_plain_line_and_summary():
+    out = io.StringIO()
+    PlainRenderer(out).failure(sample_failure())
+    line = out.getvalue()
+    assert "\x1b" not in line and "[bold red]x\\x1b[2J[7/8]" in line
+    assert "softirq:NET_RX" in line and "reported/harmful" in line
+    text = "\n".join(summary_lines(SUMMARY))
+    assert "order  4:" in text and "larger --stack-storage-size" in text
+
+
+def test_live_view_renders_hostile_comm_as_text():
+    console = Console(record=True, width=120, file=io.StringIO(), force_terminal=True)
+    live = LiveRenderer(console)
+    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
+    agg = FailureAggregator()
+    agg.add(sample_failure())
+    orders = OrderRates()
+    orders.update({4: (10, 1)}, 1.0)
+    live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
+                       failures_by_context={"softirq": 1}, order_label="4"))
+    live.finish(SUMMARY)
+    text = console.export_text()
+    assert "[bold red]x\\x1b[2J" in text  # shown literally, not as markup or escape
+    assert "net_rx_action+0x2" in text and "softirq NET_RX in a" in text
