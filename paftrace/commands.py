@@ -10,6 +10,8 @@ import click
 COMMANDS = [
     "paftrace.doctor:doctor",
     "paftrace.selftest:selftest",
+    "paftrace.explain_cli:explain",
+    "paftrace.explain_cli:gfp",
     "paftrace.buddyinfo_cli:buddyinfo",
 ]
 

@@ -22,6 +22,11 @@ _ALLOCATOR_PATTERNS = [
     r"trace_event_raw_event_.*", r"perf_trace_.*", r"trace_call_bpf", r"__traceiter_.*",
     r"stack_trace_save.*", r"memcg_.*charge.*", r"__memcg_.*",
     r"obj_cgroup_charge.*", r"kmalloc_trace.*", r"krealloc.*", r"kmemdup.*",
+    # Unwinder entry points of arm/arm64 dumps, old page-frag names, vmalloc internals
+    # (the requester of a "vmalloc error" report is the vmalloc caller).
+    r"dump_backtrace", r"unwind_backtrace", r"_*alloc_page_frag", r"_*page_frag_alloc.*",
+    r"_*vmalloc.*", r"vzalloc.*", r"_*vmalloc_node.*", r"_*vmalloc_area_node",
+    r"vm_area_alloc_pages",
 ]
 _ALLOCATOR_RE = re.compile("^(?:" + "|".join(_ALLOCATOR_PATTERNS) + ")$")
 

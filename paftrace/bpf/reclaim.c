@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * paftrace kernel side: direct reclaim / compaction stalls, kswapd and kcompactd
+ * wakeups and migratetype fallbacks, aggregated in the kernel.
+ *
+ * Header-independent: tracepoint arguments (bcc builds their structs from the
+ * running kernel's format files, so `gfp_t` vs `unsigned long` fields need no
+ * care here) and BPF helpers only. paftrace/reclaim.py probes each tracepoint
+ * and defines what exists (field lists per kernel: KERNEL-FACTS §6):
+ *   HAVE_DIRECT_RECLAIM  vmscan:mm_vmscan_direct_reclaim_begin/_end (3.x+)
+ *   HAVE_TRY_COMPACT     compaction:mm_compaction_try_to_compact_pages (4.4+);
+ *                        its end has no tracepoint: the stall closes at the task's
+ *                        next kmem:mm_page_alloc of that order (the allocator's
+ *                        result, HAVE_ALLOC_PFN: `pfn`, else `page`), or at its next
+ *                        direct reclaim / compaction
+ *   HAVE_COMPACT_PRIO    try_to_compact_pages has `prio` (4.14+; `mode` in 4.4)
+ *   HAVE_COMPACTION_END  compaction:mm_compaction_end with `status` (4.4+)
+ *   HAVE_MIGRATEPAGES    compaction:mm_compaction_migratepages
+ *   HAVE_WAKEUP_KSWAPD, HAVE_KSWAPD_WAKE, HAVE_WAKEUP_KCOMPACTD (4.14+),
+ *   HAVE_KCOMPACTD_WAKE (4.14+), HAVE_EXTFRAG (kmem:mm_page_alloc_extfrag),
+ *   HAVE_EXTFRAG_OWNERSHIP (its `change_ownership` field), PAGEBLOCK_ORDER
+ */
+#include <uapi/linux/ptrace.h>
+
+/* The kcompactd tracepoints declare `enum zone_type highest_zoneidx` (4 bytes in
+ * their format files); bcc copies that type into the args struct, and the enum
+ * lives in linux/mmzone.h, which we do not include. Any complete enum is int-sized. */
+enum zone_type { PAFTRACE_ZONE_TYPE_UNUSED };
+
+#ifndef PAGEBLOCK_ORDER
+#define PAGEBLOCK_ORDER 9
+#endif
+
+#define KIND_RECLAIM 0
+#define KIND_COMPACT 1
+
+/* How a compaction stall ended; mirrored in paftrace/reclaim.py. */
+#define END_PAGE 0      /* the allocation got a page */
+#define END_NO_PAGE 1   /* the allocation failed */
+#define END_RECLAIM 2   /* the task went on to direct reclaim */
+#define END_RECOMPACT 3 /* the task compacted again (retry loop) */
+
+/* Indexes of the per-CPU `counters` array; mirrored in paftrace/reclaim.py. */
+#define C_DIRECT_COMPACT 0
+#define C_DIRECT_RECLAIM 1
+#define C_RECLAIMED 2
+#define C_WAKEUP_KSWAPD 3
+#define C_KSWAPD_WAKE 4
+#define C_WAKEUP_KCOMPACTD 5
+#define C_KCOMPACTD_WAKE 6
+#define C_EXTFRAG 7
+#define C_EXTFRAG_FRAGMENTING 8
+#define C_EXTFRAG_STEAL 9
+#define C_MIGRATED 10
+#define C_MIGRATE_FAILED 11
+#define C_LOST_STALLS 12
+#define C_SLOTS 16
+
+#define STATUS_SLOTS 16 /* compact_result values (<= 8 on 4.14..6.18) */
+#define ORDER_SLOTS 16
+
+struct open_stall {
+    u64 start_ns;
+    u64 gfp;
+    u32 order;
+    s32 prio;
+    s32 last_status;  /* last mm_compaction_end status in this task, -1 none */
+    u32 zones;        /* compaction runs (mm_compaction_end) within the stall */
+};
+
+struct stall_event {
+    u64 start_ns;
+    u64 end_ns;
+    u64 gfp;
+    u64 nr_reclaimed;
+    u32 pid;
+    u32 tid;
+    u32 order;
+    s32 prio;
+    s32 last_status;
+    u32 zones;
+    u8 kind;
+    u8 end;
+    u8 pad[6];
+    char comm[16];
+};
+
+struct proc_stall {
+    u64 reclaim_ns;
+    u64 compact_ns;
+    u64 max_ns;
+    u32 reclaim_n;
+    u32 compact_n;
+    char comm[16];
+};
+
+BPF_PERF_OUTPUT(stalls);
+BPF_PERCPU_ARRAY(counters, u64, C_SLOTS);
+/* direct (index + STATUS_SLOTS) and background (kcompactd, proactive) runs */
+BPF_PERCPU_ARRAY(compact_status, u64, 2 * STATUS_SLOTS);
+BPF_PERCPU_ARRAY(wakeup_kswapd_order, u64, ORDER_SLOTS);
+BPF_HASH(reclaiming, u32, struct open_stall, 10240);
+BPF_HASH(compacting, u32, struct open_stall, 10240);
+BPF_HASH(per_process, u32, struct proc_stall, 4096);
+/* Number of open compaction stalls: lets mm_page_alloc return at once when 0. */
+BPF_ARRAY(open_compactions, s64, 1);
+
+static __always_inline void count(int idx, u64 n)
+{
+    u64 *v = counters.lookup(&idx);
+    if (v)
+        *v += n;
+}
+
+static __always_inline void bump(void *map_lookup_result)
+{
+    u64 *v = map_lookup_result;
+    if (v)
+        *v += 1;
+}
+
+static __always_inline void account(u32 pid, u8 kind, u64 dur)
+{
+    struct proc_stall zero = {};
+    struct proc_stall *p = per_process.lookup_or_try_init(&pid, &zero);
+    if (!p)
+        return;
+    if (kind == KIND_RECLAIM) {
+        p->reclaim_ns += dur;
+        p->reclaim_n += 1;
+    } else {
+        p->compact_ns += dur;
+        p->compact_n += 1;
+    }
+    if (dur > p->max_ns)
+        p->max_ns = dur;
+    bpf_get_current_comm(&p->comm, sizeof(p->comm));
+}
+
+static __always_inline void emit(void *ctx, struct open_stall *s, u8 kind, u8 end,
+                                 u64 nr_reclaimed)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct stall_event ev = {};
+    ev.start_ns = s->start_ns;
+    ev.end_ns = bpf_ktime_get_ns();
+    ev.gfp = s->gfp;
+    ev.nr_reclaimed = nr_reclaimed;
+    ev.pid = id >> 32;
+    ev.tid = (u32)id;
+    ev.order = s->order;
+    ev.prio = s->prio;
+    ev.last_status = s->last_status;
+    ev.zones = s->zones;
+    ev.kind = kind;
+    ev.end = end;
+    bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+    account(ev.pid, kind, ev.end_ns - ev.start_ns);
+    if (stalls.perf_submit(ctx, &ev, sizeof(ev)) != 0)
+        count(C_LOST_STALLS, 1);
+}
+
+#if defined(HAVE_TRY_COMPACT)
+static __always_inline void close_compaction(void *ctx, u32 tid, u8 end)
+{
+    struct open_stall *s = compacting.lookup(&tid);
+    if (!s)
+        return;
+    struct open_stall copy = *s;
+    compacting.delete(&tid);
+    int zero = 0;
+    s64 *open = open_compactions.lookup(&zero);
+    if (open)
+        __sync_fetch_and_add(open, -1);
+    emit(ctx, &copy, KIND_COMPACT, end, 0);
+}
+
+TRACEPOINT_PROBE(compaction, mm_compaction_try_to_compact_pages)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    close_compaction(args, tid, END_RECOMPACT);
+    struct open_stall s = {};
+    s.start_ns = bpf_ktime_get_ns();
+    s.gfp = (u64)args->gfp_mask;
+    s.order = args->order;
+#ifdef HAVE_COMPACT_PRIO
+    s.prio = args->prio;
+#else
+    s.prio = -1;
+#endif
+    s.last_status = -1;
+    if (compacting.insert(&tid, &s) == 0) {
+        int zero = 0;
+        s64 *open = open_compactions.lookup(&zero);
+        if (open)
+            __sync_fetch_and_add(open, 1);
+    }
+    count(C_DIRECT_COMPACT, 1);
+    return 0;
+}
+
+TRACEPOINT_PROBE(kmem, mm_page_alloc)
+{
+    int zero = 0;
+    s64 *open = open_compactions.lookup(&zero);
+    if (!open || *open <= 0)
+        return 0;  /* the common case: one array read per allocation */
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct open_stall *s = compacting.lookup(&tid);
+    if (!s || s->order != args->order)
+        return 0;  /* a nested allocation of another order, not the compacting one */
+#ifdef HAVE_ALLOC_PFN
+    u8 end = args->pfn == (unsigned long)-1 ? END_NO_PAGE : END_PAGE;
+#else
+    u8 end = args->page ? END_PAGE : END_NO_PAGE;
+#endif
+    close_compaction(args, tid, end);
+    return 0;
+}
+#endif /* HAVE_TRY_COMPACT */
+
+#ifdef HAVE_COMPACTION_END
+TRACEPOINT_PROBE(compaction, mm_compaction_end)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    int status = args->status;
+    int slot = status >= 0 && status < STATUS_SLOTS ? status : STATUS_SLOTS - 1;
+#ifdef HAVE_TRY_COMPACT
+    struct open_stall *s = compacting.lookup(&tid);
+    if (s) {
+        s->last_status = status;
+        s->zones += 1;
+        slot += STATUS_SLOTS;
+    }
+#endif
+    bump(compact_status.lookup(&slot));
+    return 0;
+}
+#endif
+
+#ifdef HAVE_MIGRATEPAGES
+TRACEPOINT_PROBE(compaction, mm_compaction_migratepages)
+{
+    count(C_MIGRATED, args->nr_migrated);
+    count(C_MIGRATE_FAILED, args->nr_failed);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_DIRECT_RECLAIM
+TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_begin)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+#ifdef HAVE_TRY_COMPACT
+    close_compaction(args, tid, END_RECLAIM);
+#endif
+    struct open_stall s = {};
+    s.start_ns = bpf_ktime_get_ns();
+    s.gfp = (u64)args->gfp_flags;
+    s.order = args->order;
+    s.prio = -1;
+    s.last_status = -1;
+    reclaiming.update(&tid, &s);
+    count(C_DIRECT_RECLAIM, 1);
+    return 0;
+}
+
+TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_end)
+{
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct open_stall *s = reclaiming.lookup(&tid);
+    if (!s)
+        return 0;  /* began before we attached */
+    struct open_stall copy = *s;
+    reclaiming.delete(&tid);
+    count(C_RECLAIMED, args->nr_reclaimed);
+    emit(args, &copy, KIND_RECLAIM, END_PAGE, args->nr_reclaimed);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_WAKEUP_KSWAPD
+TRACEPOINT_PROBE(vmscan, mm_vmscan_wakeup_kswapd)
+{
+    int order = args->order;
+    int slot = order >= 0 && order < ORDER_SLOTS ? order : ORDER_SLOTS - 1;
+    bump(wakeup_kswapd_order.lookup(&slot));
+    count(C_WAKEUP_KSWAPD, 1);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_KSWAPD_WAKE
+TRACEPOINT_PROBE(vmscan, mm_vmscan_kswapd_wake)
+{
+    count(C_KSWAPD_WAKE, 1);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_WAKEUP_KCOMPACTD
+TRACEPOINT_PROBE(compaction, mm_compaction_wakeup_kcompactd)
+{
+    count(C_WAKEUP_KCOMPACTD, 1);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_KCOMPACTD_WAKE
+TRACEPOINT_PROBE(compaction, mm_compaction_kcompactd_wake)
+{
+    count(C_KCOMPACTD_WAKE, 1);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_EXTFRAG
+TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)
+{
+    count(C_EXTFRAG, 1);
+    /* the kernel's own "fragmenting" test (print fmt): a fallback smaller than a
+     * pageblock mixes migratetypes inside that pageblock */
+    if (args->fallback_order < PAGEBLOCK_ORDER)
+        count(C_EXTFRAG_FRAGMENTING, 1);
+#ifdef HAVE_EXTFRAG_OWNERSHIP
+    if (args->change_ownership)
+        count(C_EXTFRAG_STEAL, 1);
+#endif
+    return 0;
+}
+#endif
