@@ -26,6 +26,7 @@ FEATURES = {
     "kprobes": "all kprobes (warn_alloc, dump_stack, allocator entry)",
     "warn-kprobe": "kprobe on warn_alloc: which failures reached the dmesg warning",
     "alloc-kprobe": "kprobe on the allocator entry: time spent before failing",
+    "reclaim": "compaction/vmscan tracepoints: stalls before failures, kswapd, fallbacks",
 }
 
 # The allocator entry has been renamed several times; newest first. The one
@@ -147,6 +148,7 @@ class ProbePlan:
     alloc_kprobe: str | None = None
     statuses: list[FeatureStatus] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # planned, but the kernel said no
+    extra_probes: list[str] = field(default_factory=list)  # e.g. reclaim's tracepoints
 
     def probes(self) -> list[str]:
         """Names of what gets attached, for the `attached` record."""
@@ -160,7 +162,7 @@ class ProbePlan:
                 out.append(f"kprobe:{name}")
         if self.alloc_kprobe:
             out.append(f"kretprobe:{self.alloc_kprobe}")
-        return out
+        return out + self.extra_probes
 
 
 class PlanError(RuntimeError):

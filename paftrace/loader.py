@@ -16,9 +16,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from paftrace.features import LiveKernel, PlanError, ProbePlan, headers_dir, plan_probes
+from paftrace.features import (
+    FeatureStatus,
+    LiveKernel,
+    PlanError,
+    ProbePlan,
+    headers_dir,
+    plan_probes,
+)
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.options import TraceOptions, comm_words
+from paftrace.reclaim import BPF_SOURCE as RECLAIM_SOURCE
+from paftrace.reclaim import (
+    ReclaimPlan,
+    ReclaimTracker,
+    pageblock_order,
+    plan_reclaim,
+    statuses_for,
+)
 from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey, RawFailure
 from paftrace.tracefs import TraceFs, TraceFsError
 
@@ -127,8 +142,15 @@ class TraceSession:
         bcc = import_bcc()
         self._bcc = bcc
         self.cflags = cflags_for(options, self.plan, self.gfp_table)
+        source = bpf_source_path().read_text()
+        self.reclaim_plan = self._plan_reclaim(options)
+        if self.reclaim_plan is not None:
+            # One object: reclaim.c's allocation hook runs inside pagealloc.c's
+            # mm_page_alloc program (see the top of reclaim.c).
+            source = bpf_source_path(RECLAIM_SOURCE).read_text() + "\n" + source
+            self.cflags += [*self.reclaim_plan.cflags, "-DWITH_RECLAIM"]
         try:
-            self.bpf = bcc.BPF(src_file=str(bpf_source_path()), cflags=self.cflags)
+            self.bpf = bcc.BPF(text=source, cflags=self.cflags)
         except Exception as exc:  # bcc raises bare Exception on compile/load errors
             raise LoaderError(f"could not compile or load the BPF program: {exc} "
                               "(run 'paftrace doctor' to check headers and kernel support)"
@@ -143,7 +165,27 @@ class TraceSession:
             raise LoaderError(f"could not attach probes: {exc}") from exc
         if options.trace_all:
             self.set_sample_every(options.sample_every or 1)
+        self.reclaim = None
+        if self.reclaim_plan is not None:
+            self.reclaim = ReclaimTracker(self.bpf, self.reclaim_plan,
+                                          statuses_for(self.kernel))
         self.startup_s = time.monotonic() - t0
+
+    def _plan_reclaim(self, options: TraceOptions) -> ReclaimPlan | None:
+        if "reclaim" in options.disabled:
+            self.plan.statuses.append(FeatureStatus("reclaim", False, "disabled by --no-feature"))
+            return None
+        plan = plan_reclaim(self.kernel, pageblock_order())
+        if not plan.events:
+            self.plan.statuses.append(FeatureStatus(
+                "reclaim", False, "no compaction/vmscan tracepoints: no stall timeline"))
+            return None
+        self.plan.statuses.append(FeatureStatus(
+            "reclaim", True, f"{len(plan.events)} compaction/vmscan/extfrag tracepoints"
+            + (f"; missing {', '.join(plan.missing)}" if plan.missing else "")))
+        self.plan.extra_probes += [f"tracepoint:{e}" for e in plan.events
+                                   if e != "kmem:mm_page_alloc"]
+        return plan
 
     # -- attach ------------------------------------------------------------
     def _attach_optional(self) -> None:
@@ -186,8 +228,11 @@ class TraceSession:
 
     # -- runtime -----------------------------------------------------------
     def poll(self, timeout_ms: int = 100) -> None:
+        # perf_buffer_poll serves every perf buffer of the object (reclaim's too).
         if self.plan.ringbuf:
             self.bpf.ring_buffer_poll(timeout=timeout_ms)
+            if self.reclaim is not None:
+                self.bpf.perf_buffer_poll(timeout=0)
         else:
             self.bpf.perf_buffer_poll(timeout=timeout_ms)
 
@@ -195,7 +240,7 @@ class TraceSession:
         """Deliver what is already in the buffers (at exit)."""
         if self.plan.ringbuf:
             self.bpf.ring_buffer_consume()
-        else:
+        if self.reclaim is not None or not self.plan.ringbuf:
             self.bpf.perf_buffer_poll(timeout=0)
 
     def order_counts(self) -> dict[int, tuple[int, int]]:

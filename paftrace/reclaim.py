@@ -1,9 +1,10 @@
 """Direct reclaim / compaction stalls and background activity, from tracepoints.
 
-`ReclaimTracker` compiles paftrace/bpf/reclaim.c with only the tracepoints this
-kernel has (`plan_reclaim`, testable with a fake KernelInfo), polls the per-stall
-records into a `StallLog`, and reads the in-kernel counters for `summary()`.
-The lead's timeline asks `stalls_before(tid, ts_ns)` for each failure.
+paftrace/bpf/reclaim.c is compiled by the loader together with pagealloc.c, with
+only the tracepoints this kernel has (`plan_reclaim`, testable with a fake
+KernelInfo). `ReclaimTracker` reads that object: it polls the per-stall records
+into a `StallLog` and reads the in-kernel counters for `summary()`; the tracer
+asks `stall_info(tid, ts_ns)` for each failure.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import ctypes
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paftrace.features import KernelInfo, LiveKernel
-from paftrace.loader import LoaderError, bpf_source_path, import_bcc, require_root
-from paftrace.tracefs import TraceFs, TraceFsError
+from paftrace.features import KernelInfo
 
 BPF_SOURCE = "reclaim.c"
 
@@ -77,15 +77,12 @@ def plan_reclaim(kernel: KernelInfo, pageblock_order: int = 9) -> ReclaimPlan:
         if event == "mm_compaction_try_to_compact_pages":
             if fmt.get("prio"):  # `mode` (enum migrate_mode) in 4.4, `prio` from 4.14
                 plan.cflags.append("-DHAVE_COMPACT_PRIO")
-            alloc = kernel.read_format("kmem", "mm_page_alloc")
-            if alloc is None:  # without the allocation's result the stall cannot close
+            if not kernel.has_event("kmem", "mm_page_alloc"):
+                # Without the allocation's result the stall cannot close.
                 plan.cflags.remove(f"-D{macro}")
                 plan.events.remove(f"{category}:{event}")
                 plan.missing.append("kmem:mm_page_alloc")
                 continue
-            plan.events.append("kmem:mm_page_alloc")
-            if alloc.get("pfn"):  # pfn replaced page in ~4.1 (failure = -1UL)
-                plan.cflags.append("-DHAVE_ALLOC_PFN")
         if event == "mm_page_alloc_extfrag" and fmt.get("change_ownership"):
             plan.cflags.append("-DHAVE_EXTFRAG_OWNERSHIP")
     if "vmscan:mm_vmscan_direct_reclaim_begin" in plan.events:
@@ -202,7 +199,7 @@ class StallLog:
         return ("after " + ", ".join(parts)) if parts else "no direct reclaim/compaction stall"
 
 
-def _pageblock_order() -> int:
+def pageblock_order() -> int:
     from paftrace.procfs.pagetypeinfo import parse_pagetypeinfo  # noqa: PLC0415
 
     try:
@@ -214,37 +211,30 @@ def _pageblock_order() -> int:
     return order if order is not None else 9
 
 
-class ReclaimTracker:
-    """Compile, attach, poll and read reclaim.c. Needs root; raises LoaderError."""
+def statuses_for(kernel: KernelInfo) -> dict[int, str]:
+    end_fmt = kernel.read_format("compaction", "mm_compaction_end")
+    return status_names(end_fmt.print_fmt) if end_fmt else dict(COMPACT_RESULTS)
 
-    def __init__(self, kernel: KernelInfo | None = None):
-        require_root("reclaim/compaction tracing")
-        tracefs = TraceFs()
-        try:
-            tracefs.ensure_mounted()
-        except TraceFsError as exc:
-            raise LoaderError(str(exc)) from exc
-        self.kernel = kernel or LiveKernel(tracefs)
-        self.plan = plan_reclaim(self.kernel, _pageblock_order())
-        if not self.plan.events:
-            raise LoaderError("no compaction/vmscan tracepoints on this kernel "
-                              "(CONFIG_COMPACTION / tracepoints off)")
-        end_fmt = self.kernel.read_format("compaction", "mm_compaction_end")
-        self.statuses = status_names(end_fmt.print_fmt) if end_fmt else dict(COMPACT_RESULTS)
-        bcc = import_bcc()
-        try:
-            self.bpf = bcc.BPF(src_file=str(bpf_source_path(BPF_SOURCE)),
-                               cflags=[*self.plan.cflags, "-Wno-macro-redefined"])
-        except Exception as exc:  # bcc raises bare Exception on compile/load errors
-            raise LoaderError(f"could not compile or load {BPF_SOURCE}: {exc}") from exc
+
+class ReclaimTracker:
+    """Reads reclaim.c's maps and stall records in the object the loader built."""
+
+    def __init__(self, bpf: Any, plan: ReclaimPlan, statuses: dict[int, str]):
+        self.bpf = bpf
+        self.plan = plan
+        self.statuses = statuses
         self.log = StallLog()
+        self.on_stall: Callable[[Stall], None] | None = None
         self.bpf["stalls"].open_perf_buffer(self._deliver, page_cnt=16,
                                             lost_cb=self._lost)
         self.perf_lost = 0
 
     def _deliver(self, cpu: int, data: Any, size: int) -> None:
         raw = ctypes.cast(data, ctypes.POINTER(RawStall)).contents
-        self.log.add(decode_stall(raw, self.statuses))
+        stall = decode_stall(raw, self.statuses)
+        self.log.add(stall)
+        if self.on_stall is not None:
+            self.on_stall(stall)
 
     def _lost(self, lost: int) -> None:
         self.perf_lost += lost
@@ -307,5 +297,3 @@ class ReclaimTracker:
             "lost_stalls": c["lost_stalls"],
         }
 
-    def close(self) -> None:
-        self.bpf.cleanup()

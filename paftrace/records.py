@@ -92,7 +92,8 @@ class Failure:
     printed: bool | None = None
     alloc_latency_us: float | None = None
     stack_id: int = -1
-    buddyinfo: dict | None = None
+    buddyinfo: dict | None = None  # nearest /proc/buddyinfo sample of the eligible zones
+    stall: dict | None = None      # direct reclaim/compaction of this task just before
     type: str = field(default="failure")
 
     def to_json(self) -> dict:

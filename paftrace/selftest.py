@@ -35,6 +35,7 @@ class CollectingRenderer:
     def __init__(self) -> None:
         self.info: dict = {}
         self.failures: list[Failure] = []
+        self.events: list[dict] = []
         self.summary: dict = {}
 
     def attached(self, info: dict) -> None:
@@ -42,6 +43,9 @@ class CollectingRenderer:
 
     def failure(self, failure: Failure) -> None:
         self.failures.append(failure)
+
+    def event(self, record: dict) -> None:
+        self.events.append(record)
 
     def tick(self, snapshot: object) -> None:
         pass

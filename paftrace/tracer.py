@@ -13,7 +13,10 @@ from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
 from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
 from paftrace.options import TraceOptions
-from paftrace.records import RawFailure, context_name
+from paftrace.procfs.report import failure_snapshot, sample_record
+from paftrace.procfs.sampler import MemorySample, MemorySampler
+from paftrace.reclaim import Stall
+from paftrace.records import Failure, RawFailure, context_name
 from paftrace.render import Renderer, Snapshot, make_renderer
 from paftrace.stacks import requester
 
@@ -57,15 +60,19 @@ def error(message: str) -> int:
 class Tracer:
     """One run of the tracer; separate from the CLI so selftest can drive it."""
 
-    def __init__(self, options: TraceOptions, renderer: Renderer, memory_sampler=None):
+    def __init__(self, options: TraceOptions, renderer: Renderer,
+                 memory: MemorySampler | None = None):
         self.options = options
         self.renderer = renderer
         self.aggregator = FailureAggregator()
         self.orders = OrderRates()
-        self.memory_sampler = memory_sampler
+        self.memory = memory
+        self._samples_sent: set[int] = set()
         self.records = 0
         self.sample_every = options.sample_every or 1
         self.session = TraceSession(options, self._on_raw)
+        if self.session.reclaim is not None:
+            self.session.reclaim.on_stall = self._on_stall
         plan = self.session.plan
         self.decoder = FailureDecoder(self.session.gfp_table, self.session.stack,
                                       old_migratetypes=plan.failure_field == "page",
@@ -87,10 +94,33 @@ class Tracer:
     def _on_raw(self, raw: RawFailure) -> None:
         self.records += 1
         failure = self.decoder.decode(raw)
-        if self.memory_sampler is not None:
-            failure.buddyinfo = self.memory_sampler.failure_context(failure.order)
+        if self.memory is not None:
+            failure.buddyinfo = self._memory_snapshot(failure)
+        reclaim = self.session.reclaim
+        if reclaim is not None and failure.context == "process":
+            failure.stall = reclaim.stall_info(failure.tid, failure.ts_ns)
         self.aggregator.add(failure)
         self.renderer.failure(failure)
+
+    def _memory_snapshot(self, failure: Failure) -> dict | None:
+        """The free lists when it failed; the sample itself goes into the stream once,
+        so the failure's `sample_ts_ns` points at a `buddyinfo` record."""
+        assert self.memory is not None
+        try:
+            self.memory.latest()  # re-reads at most once per interval
+        except OSError:
+            return None
+        sample = self.memory.nearest(failure.ts_ns)
+        if sample is None:
+            return None
+        if sample.ts_ns not in self._samples_sent:
+            self._samples_sent.add(sample.ts_ns)
+            self.renderer.event(sample_record(sample, self.options.order_min))
+        return failure_snapshot(sample, failure.order, failure.gfp_flags,
+                                failure_ts_ns=failure.ts_ns)
+
+    def _on_stall(self, stall: Stall) -> None:
+        self.renderer.event(stall.to_record())
 
     def _allocations(self) -> list[dict]:
         counts, stacks = self.session.allocations()
@@ -133,12 +163,20 @@ class Tracer:
         return Snapshot(
             elapsed_s=now - self.started, orders=self.orders, failures=self.aggregator,
             stats=self.lost(), failures_by_context=self.failures_by_context(),
-            order_label=self.options.order_label,
+            order_label=self.options.order_label, order_min=self.options.order_min,
             sample_every=self.sample_every if self.options.trace_all else None,
             allocations=self._allocations() if with_allocations and self.options.trace_all
             else [],
-            memory=self.memory_sampler.sample() if self.memory_sampler else None,
+            memory=self._latest_memory(),
         )
+
+    def _latest_memory(self) -> MemorySample | None:
+        if self.memory is None:
+            return None
+        try:
+            return self.memory.latest()
+        except OSError:
+            return None
 
     def failures_by_context(self) -> dict[str, int]:
         return dict(zip(CONTEXTS, self.session.failures_by_context()))
@@ -165,6 +203,7 @@ class Tracer:
             "lost": self.lost(),
             "allocations": self._allocations() if self.options.trace_all else [],
             "stack_sample_every": self.sample_every if self.options.trace_all else None,
+            "reclaim": self.session.reclaim.summary() if self.session.reclaim else None,
         }
 
     def run(self, stop: StopFlag, duration: float | None, interval: float,
@@ -218,10 +257,7 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
     renderer = make_renderer(mode)
     tracer = None
     try:
-        sampler = None
-        if mode == "live":
-            sampler = _memory_sampler(options, interval)
-        tracer = Tracer(options, renderer, sampler)
+        tracer = Tracer(options, renderer, MemorySampler(interval=interval))
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)
     except LoaderError as exc:
@@ -235,12 +271,3 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
             tracer.close()
         stop.restore()
     return EXIT_SIGNAL if stop.stopped else 0
-
-
-def _memory_sampler(options: TraceOptions, interval: float):
-    """The /proc memory-state sampler, if that part of paftrace is installed."""
-    try:
-        from paftrace.procfs.sampler import MemorySampler  # noqa: PLC0415
-    except ImportError:
-        return None
-    return MemorySampler(interval=interval)

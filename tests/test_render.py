@@ -61,6 +61,10 @@ def test_live_view_renders_hostile_comm_as_text():
     live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
     agg = FailureAggregator()
     agg.add(sample_failure())
+    live.failure(sample_failure())
+    live.event({"type": "stall", "ts_ns": 2 * 10**9, "kind": "direct_compaction",
+                "duration_ms": 40.5, "comm": "kworker", "pid": 9, "order": 4,
+                "outcome": "no_page"})
     orders = OrderRates()
     orders.update({4: (10, 1)}, 1.0)
     live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
@@ -69,3 +73,4 @@ def test_live_view_renders_hostile_comm_as_text():
     text = console.export_text()
     assert "[bold red]x\\x1b[2J" in text  # shown literally, not as markup or escape
     assert "net_rx_action+0x2" in text and "softirq NET_RX in a" in text
+    assert "direct_compaction 40.5ms order 4 -> no_page" in text  # the timeline

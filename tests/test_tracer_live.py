@@ -48,6 +48,27 @@ def test_ten_order4_failures_are_reported_exactly():
     assert sites and sites[0]["count"] >= 10
 
 
+def test_failures_carry_the_memory_state_and_stall_timeline():
+    run = run_tracer(["--order", "4"], lambda: provoke(3, 4))
+    samples = {o["ts_ns"]: o for o in run.of_type("buddyinfo")}
+    mine = _mine(run, run.workload_result)
+    assert len(mine) == 3
+    for f in mine:
+        snap = f["buddyinfo"]
+        # The pointer leads to a buddyinfo record that came earlier in the stream.
+        assert snap["sample_ts_ns"] in samples
+        assert run.lines.index(samples[snap["sample_ts_ns"]]) < run.lines.index(f)
+        assert snap["order"] == 4 and {z["zone"] for z in snap["zones"]} >= {"Normal"}
+        normal = next(z for z in snap["zones"] if z["zone"] == "Normal")
+        assert normal["blocks_at_or_above"] >= 0 and 0 <= normal["unusable_index"] <= 1
+        assert abs(snap["sample_age_ms"]) < 2000
+        # A memcg charge failure: no direct reclaim/compaction stall of its own.
+        assert f["stall"]["direct_compaction"]["count"] == 0
+    reclaim = run.summary["reclaim"]
+    assert reclaim["type"] == "reclaim_summary" and reclaim["lost_stalls"] == 0
+    assert "compaction:mm_compaction_end" in reclaim["events"]
+
+
 def test_other_order_reports_none_of_them():
     run = run_tracer(["--order", "3"], lambda: provoke(5, 4))
     assert run.workload_result["failures"] == 5
@@ -91,7 +112,8 @@ def test_loopback_load_shows_net_rx_softirq_allocations():
                for fr in frames)
 
 
-@pytest.mark.parametrize("feature", ["ringbuf", "irq-tracepoints", "irq-vectors", "kprobes"])
+@pytest.mark.parametrize("feature", ["ringbuf", "irq-tracepoints", "irq-vectors", "kprobes",
+                                     "reclaim"])
 def test_every_fallback_path_still_sees_the_failures(feature):
     run = run_tracer(["--order", "4", "--no-feature", feature], lambda: provoke(4, 4))
     mine = _mine(run, run.workload_result)
@@ -102,6 +124,9 @@ def test_every_fallback_path_still_sees_the_failures(feature):
         assert "perfbuf" in probes and "ringbuf" not in probes
     if feature == "irq-tracepoints":
         assert not any(p.startswith("tracepoint:irq") for p in probes)
+    if feature == "reclaim":
+        assert run.summary["reclaim"] is None
+        assert not any("compaction" in p for p in probes)
 
 
 def test_context_from_stack_when_irq_tracepoints_are_off():

@@ -16,6 +16,7 @@
  *   HAVE_KPROBE_WARN    kprobes on warn_alloc and dump_stack(_lvl)
  *   HAVE_KPROBE_ALLOC   kprobe/kretprobe on the allocator entry
  *   TRACE_ALL           aggregate successful allocations too
+ *   WITH_RECLAIM        reclaim.c is compiled in front of this file
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
@@ -340,6 +341,9 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
     int failed = args->pfn == (unsigned long)-1;
 #else
     int failed = (unsigned long)args->page == 0;
+#endif
+#if defined(WITH_RECLAIM) && defined(HAVE_TRY_COMPACT)
+    reclaim_on_alloc(args, order, failed);  /* closes direct-compaction stalls */
 #endif
     /* Always-on per-order counters: the cheapest useful thing we can do. */
     u32 slot = order < ORDER_SLOTS ? order : ORDER_SLOTS - 1;

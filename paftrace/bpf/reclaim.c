@@ -10,9 +10,9 @@
  *   HAVE_DIRECT_RECLAIM  vmscan:mm_vmscan_direct_reclaim_begin/_end (3.x+)
  *   HAVE_TRY_COMPACT     compaction:mm_compaction_try_to_compact_pages (4.4+);
  *                        its end has no tracepoint: the stall closes at the task's
- *                        next kmem:mm_page_alloc of that order (the allocator's
- *                        result, HAVE_ALLOC_PFN: `pfn`, else `page`), or at its next
- *                        direct reclaim / compaction
+ *                        next kmem:mm_page_alloc of that order (reclaim_on_alloc(),
+ *                        called by pagealloc.c), or at its next direct reclaim /
+ *                        compaction
  *   HAVE_COMPACT_PRIO    try_to_compact_pages has `prio` (4.14+; `mode` in 4.4)
  *   HAVE_COMPACTION_END  compaction:mm_compaction_end with `status` (4.4+)
  *   HAVE_MIGRATEPAGES    compaction:mm_compaction_migratepages
@@ -21,6 +21,10 @@
  *   HAVE_EXTFRAG_OWNERSHIP (its `change_ownership` field), PAGEBLOCK_ORDER
  */
 #include <uapi/linux/ptrace.h>
+
+/* paftrace/loader.py compiles this file and pagealloc.c as one object: the
+ * allocation hook below runs inside pagealloc.c's mm_page_alloc program, so the
+ * hottest tracepoint carries one BPF program, not two. */
 
 /* The kcompactd tracepoints declare `enum zone_type highest_zoneidx` (4 bytes in
  * their format files); bcc copies that type into the args struct, and the enum
@@ -57,7 +61,7 @@ enum zone_type { PAFTRACE_ZONE_TYPE_UNUSED };
 #define C_SLOTS 16
 
 #define STATUS_SLOTS 16 /* compact_result values (<= 8 on 4.14..6.18) */
-#define ORDER_SLOTS 16
+#define KSWAPD_ORDER_SLOTS 16
 
 struct open_stall {
     u64 start_ns;
@@ -98,7 +102,7 @@ BPF_PERF_OUTPUT(stalls);
 BPF_PERCPU_ARRAY(counters, u64, C_SLOTS);
 /* direct (index + STATUS_SLOTS) and background (kcompactd, proactive) runs */
 BPF_PERCPU_ARRAY(compact_status, u64, 2 * STATUS_SLOTS);
-BPF_PERCPU_ARRAY(wakeup_kswapd_order, u64, ORDER_SLOTS);
+BPF_PERCPU_ARRAY(wakeup_kswapd_order, u64, KSWAPD_ORDER_SLOTS);
 BPF_HASH(reclaiming, u32, struct open_stall, 10240);
 BPF_HASH(compacting, u32, struct open_stall, 10240);
 BPF_HASH(per_process, u32, struct proc_stall, 4096);
@@ -199,23 +203,17 @@ TRACEPOINT_PROBE(compaction, mm_compaction_try_to_compact_pages)
     return 0;
 }
 
-TRACEPOINT_PROBE(kmem, mm_page_alloc)
+static __always_inline void reclaim_on_alloc(void *ctx, u32 order, int failed)
 {
     int zero = 0;
     s64 *open = open_compactions.lookup(&zero);
     if (!open || *open <= 0)
-        return 0;  /* the common case: one array read per allocation */
+        return;  /* the common case: one array read per allocation */
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct open_stall *s = compacting.lookup(&tid);
-    if (!s || s->order != args->order)
-        return 0;  /* a nested allocation of another order, not the compacting one */
-#ifdef HAVE_ALLOC_PFN
-    u8 end = args->pfn == (unsigned long)-1 ? END_NO_PAGE : END_PAGE;
-#else
-    u8 end = args->page ? END_PAGE : END_NO_PAGE;
-#endif
-    close_compaction(args, tid, end);
-    return 0;
+    if (!s || s->order != order)
+        return;  /* a nested allocation of another order, not the compacting one */
+    close_compaction(ctx, tid, failed ? END_NO_PAGE : END_PAGE);
 }
 #endif /* HAVE_TRY_COMPACT */
 
@@ -283,7 +281,7 @@ TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_end)
 TRACEPOINT_PROBE(vmscan, mm_vmscan_wakeup_kswapd)
 {
     int order = args->order;
-    int slot = order >= 0 && order < ORDER_SLOTS ? order : ORDER_SLOTS - 1;
+    int slot = order >= 0 && order < KSWAPD_ORDER_SLOTS ? order : KSWAPD_ORDER_SLOTS - 1;
     bump(wakeup_kswapd_order.lookup(&slot));
     count(C_WAKEUP_KSWAPD, 1);
     return 0;

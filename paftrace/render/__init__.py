@@ -1,6 +1,6 @@
 """Renderers of the tracer's output: rich live view, plain text, JSON Lines.
 
-All three receive the same calls (`attached`, `failure`, `tick`, `finish`)
+All three receive the same calls (`attached`, `failure`, `event`, `tick`, `finish`)
 with the same data; only the presentation differs.
 """
 
@@ -31,6 +31,7 @@ class Snapshot:
     stats: dict[str, int]
     failures_by_context: dict[str, int]
     order_label: str
+    order_min: int = 0
     sample_every: int | None = None
     allocations: list[dict] = field(default_factory=list)
     memory: object | None = None  # paftrace.procfs sample, when available
@@ -40,6 +41,9 @@ class Renderer(Protocol):
     def attached(self, info: dict) -> None: ...
 
     def failure(self, failure: Failure) -> None: ...
+
+    def event(self, record: dict) -> None:
+        """Another timeline object: a `stall`, or the `buddyinfo` sample a failure cites."""
 
     def tick(self, snapshot: Snapshot) -> None: ...
 

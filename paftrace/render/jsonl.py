@@ -25,6 +25,9 @@ class JsonRenderer:
     def failure(self, failure: Failure) -> None:
         self._emit(failure.to_json())
 
+    def event(self, record: dict) -> None:
+        self._emit(record)
+
     def tick(self, snapshot: Snapshot) -> None:
         pass
 

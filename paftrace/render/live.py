@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -10,9 +11,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
 from paftrace.render.plain import context_label, summary_lines, wall_clock
+from paftrace.render_memory import memory_panel
 
 SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
 
@@ -79,13 +82,14 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
     return panels
 
 
-def _recent(s: Snapshot) -> Table:
-    table = Table(title="Recent failures", title_justify="left", box=None, padding=(0, 1))
-    for col in ("time", "cpu", "task", "ord", "context", "requester"):
-        table.add_column(col)
-    for f in list(s.failures.recent)[-6:]:
-        table.add_row(wall_clock(f.ts_ns), str(f.cpu), _t(f"{f.comm}[{f.pid}]"),
-                      str(f.order), _t(context_label(f)), _t(f.requester or "?"))
+def _timeline(entries: list[tuple[int, Text, Text, Text]]) -> Table:
+    """Failures and the reclaim/compaction stalls around them, in time order."""
+    table = Table(title="Timeline: failures and direct reclaim/compaction stalls",
+                  title_justify="left", box=None, padding=(0, 1))
+    for col in ("time", "what", "task", "detail"):
+        table.add_column(col, overflow="fold")
+    for ts, what, task, detail in sorted(entries, key=lambda e: e[0])[-8:]:
+        table.add_row(wall_clock(ts), what, task, detail)
     return table
 
 
@@ -110,6 +114,7 @@ class LiveRenderer:
                          vertical_overflow="crop")
         self.header = Text("attaching...")
         self.snapshot: Snapshot | None = None
+        self.timeline: deque[tuple[int, Text, Text, Text]] = deque(maxlen=32)
         self._last_draw = 0.0
 
     def attached(self, info: dict) -> None:
@@ -131,11 +136,11 @@ class LiveRenderer:
             _orders_table(s), _triage_line(s),
         ]
         if s.memory is not None:
-            from paftrace.render_memory import memory_panel  # noqa: PLC0415
-
-            parts.append(memory_panel(s.memory, int(s.order_label.rstrip("+").split("-")[0])))
+            parts.append(memory_panel(s.memory, s.order_min))
         if s.failures.total:
-            parts += [_sites_table(s, now_ns), *_top_stacks(s), _recent(s)]
+            parts += [_sites_table(s, now_ns), *_top_stacks(s)]
+        if self.timeline:
+            parts.append(_timeline(list(self.timeline)))
         if s.allocations:
             parts.append(_allocations(s))
         return Group(*parts)
@@ -145,8 +150,26 @@ class LiveRenderer:
         self._last_draw = time.monotonic()
 
     def failure(self, failure: Failure) -> None:
-        if time.monotonic() - self._last_draw > 0.25:  # a storm must not stall polling
-            self._draw()
+        detail = f"order {failure.order} {context_label(failure)} {failure.requester or '?'}"
+        if failure.stall and failure.stall["direct_compaction"]["count"] + \
+                failure.stall["direct_reclaim"]["count"]:
+            detail += " " + StallLog.stall_line(failure.stall)
+        self.timeline.append((failure.ts_ns, Text("FAIL", SEVERITY_STYLE.get(failure.severity,
+                                                                             "")),
+                              _t(f"{failure.comm}[{failure.pid}]"), _t(detail)))
+        self._maybe_draw()
+
+    def event(self, record: dict) -> None:
+        if record.get("type") == "stall":
+            self.timeline.append((record["ts_ns"], Text("stall", "yellow"),
+                                  _t(f"{record['comm']}[{record['pid']}]"),
+                                  _t(f"{record['kind']} {record['duration_ms']:.1f}ms "
+                                     f"order {record['order']} -> {record['outcome']}")))
+            self._maybe_draw()
+
+    def _maybe_draw(self) -> None:
+        if self.live.is_started and time.monotonic() - self._last_draw > 0.25:
+            self._draw()  # a storm must not stall polling
 
     def tick(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot

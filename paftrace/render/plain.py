@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+from paftrace.procfs.report import failure_line as buddy_line
+from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
 
@@ -26,12 +28,21 @@ def context_label(f: Failure) -> str:
 
 
 def failure_line(f: Failure) -> str:
-    extra = f" after {f.alloc_latency_us / 1000:.1f}ms" if f.alloc_latency_us else ""
-    memory = f" | {f.buddyinfo['text']}" if f.buddyinfo and "text" in f.buddyinfo else ""
+    extra = f" in-allocator {f.alloc_latency_us / 1000:.1f}ms" if f.alloc_latency_us else ""
+    if f.stall and (f.stall["direct_compaction"]["count"] or f.stall["direct_reclaim"]["count"]):
+        extra += " " + StallLog.stall_line(f.stall)
+    memory = f" | {buddy_line(f.buddyinfo)}" if f.buddyinfo else ""
     return (f"{wall_clock(f.ts_ns)} cpu{f.cpu} {printable(f.comm)}[{f.pid}/{f.tid}] "
             f"order:{f.order} {f.gfp}({'|'.join(f.gfp_flags)}) {f.migratetype} "
             f"{context_label(f)} {f.visibility}/{f.severity} "
             f"blame={printable(f.blame)}{extra}{memory}")
+
+
+def stall_line(record: dict) -> str:
+    status = f"/{record['compaction_status']}" if record.get("compaction_status") else ""
+    return (f"{wall_clock(record['ts_ns'])} stall {record['kind']} "
+            f"{record['duration_ms']:.1f}ms {printable(record['comm'])}[{record['pid']}] "
+            f"order:{record['order']} -> {record['outcome']}{status}")
 
 
 def attached_line(info: dict) -> str:
@@ -55,6 +66,14 @@ def summary_lines(summary: dict) -> list[str]:
         lines.append(f"  {site['count']:>6}x order {site['order']} {'|'.join(site['gfp_flags'])} "
                      f"{site['context']} {site['severity']}: {printable(site['blame'])}")
         lines.append(f"          rule: {site['rule']}")
+    reclaim = summary.get("reclaim")
+    if reclaim:
+        dc, dr = reclaim["direct_compaction"], reclaim["direct_reclaim"]
+        lines.append(f"  reclaim: direct compaction {dc['stalls']} stalls "
+                     f"({dc['total_ms']:.1f} ms), direct reclaim {dr['stalls']} "
+                     f"({dr['total_ms']:.1f} ms), kswapd wakeups "
+                     f"{reclaim['kswapd']['wakeup_requests']}, fallbacks "
+                     f"{reclaim['extfrag']['fallbacks']}")
     lost = summary["lost"]
     lines.append("  lost: " + ", ".join(f"{k} {v}" for k, v in lost.items()))
     if any(lost.values()):
@@ -76,6 +95,10 @@ class PlainRenderer:
 
     def failure(self, failure: Failure) -> None:
         self._print(failure_line(failure))
+
+    def event(self, record: dict) -> None:
+        if record.get("type") == "stall":  # samples are summed up in each failure line
+            self._print(stall_line(record))
 
     def tick(self, snapshot: Snapshot) -> None:
         pass
