@@ -1,0 +1,149 @@
+"""What the scenario scripts share: signals, bounds, buddyinfo, the fragmenting child."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from paftrace.procfs.buddyinfo import parse_buddyinfo
+from paftrace.procfs.frag import blocks_at_or_above
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+class ScenarioError(RuntimeError):
+    """Something a user can fix; printed as one line."""
+
+
+def _as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C, so `finally` cleans up."""
+    old = {sig: signal.signal(sig, _as_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def meminfo_mib(field: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name == field:
+            return int(rest.split()[0]) >> 10
+    raise ScenarioError(f"/proc/meminfo has no {field}")
+
+
+def free_blocks(order: int) -> int:
+    """Free blocks of `order` or larger, all zones (what an order-`order` request can use)."""
+    zones = parse_buddyinfo(Path("/proc/buddyinfo").read_text())
+    return sum(blocks_at_or_above(z.free, order) for z in zones)
+
+
+def python_env() -> dict[str, str]:
+    """Environment for a child `python -m paftrace...`, wherever the checkout is."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{PACKAGE_ROOT}{os.pathsep + path if path else ''}"}
+
+
+def read_json_line(proc: subprocess.Popen[str], timeout: float, name: str) -> dict:
+    """The next JSON line a child prints, or ScenarioError if it exits or is too slow."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            return json.loads(line)
+    raise ScenarioError(f"{name} said nothing within {timeout:.0f} s "
+                        f"(exit status {proc.poll()})")
+
+
+@contextlib.contextmanager
+def fragmenting(mib: int, hold: float, on_touched: Callable[[dict], None] | None = None,
+                timeout: float = 300.0) -> Iterator[dict]:
+    """Run paftrace.scenarios.fragment as a child; yields its "fragmented" phase once every
+    other page is freed, and ends the child (freeing its memory) on the way out.
+    `on_touched` runs once every page is touched, before any is freed (a baseline)."""
+    child = subprocess.Popen([sys.executable, "-m", "paftrace.scenarios.fragment",
+                              "--mib", str(mib), "--hold", str(hold),
+                              "--touched-wait", "0.5" if on_touched else "0"],
+                             stdout=subprocess.PIPE, text=True, env=python_env(),
+                             start_new_session=True)  # a terminal's Ctrl-C is ours to handle
+    try:
+        phase = read_json_line(child, timeout, "the fragmenting child")
+        if on_touched:
+            on_touched(phase)
+        while phase.get("phase") != "fragmented":
+            phase = read_json_line(child, timeout, "the fragmenting child")
+        yield phase
+    finally:
+        child.kill()
+        child.wait()
+
+
+PCP_HIGH_FRACTION = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
+
+
+@contextlib.contextmanager
+def small_pcp_lists() -> Iterator[None]:
+    """Shrink the per-CPU page lists while the block runs, then restore the tunable.
+
+    Freed pages go to per-CPU lists first; on 6.x their size is auto-tuned up to a few
+    hundred MiB per CPU, and pages there are invisible in /proc/buddyinfo. A large
+    vm.percpu_pagelist_high_fraction (zone pages / fraction, at least 4 batches) sends
+    them on to the buddy lists at once (mm/page_alloc.c zone_highsize)."""
+    try:
+        old = PCP_HIGH_FRACTION.read_text().strip()
+        PCP_HIGH_FRACTION.write_text("100000")
+    except OSError as exc:
+        raise ScenarioError(f"cannot set vm.percpu_pagelist_high_fraction (root?): {exc}") from exc
+    try:
+        yield
+    finally:
+        PCP_HIGH_FRACTION.write_text(old)
+
+
+def bounded_mib(mib: int, reserve_mib: int = 128) -> int:
+    """`mib`, refused when it would leave less than `reserve_mib` of MemAvailable."""
+    available = meminfo_mib("MemAvailable")
+    if mib > available - reserve_mib:
+        raise ScenarioError(f"{mib} MiB would leave less than {reserve_mib} MiB available "
+                            f"(MemAvailable {available} MiB): ask for less")
+    return mib
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def run_scenario(name: str, body: Callable[[], object], undone: str) -> int:
+    """Run a scenario's body with SIGTERM/SIGHUP as Ctrl-C; errors are one line on stderr.
+    `undone` says what was cleaned up when interrupted."""
+    try:
+        with signals_interrupt():
+            body()
+    except ScenarioError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    except PermissionError as exc:
+        print(f"{name}: needs root: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; {undone}", file=sys.stderr)
+        return 130
+    return 0

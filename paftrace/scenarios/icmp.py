@@ -1,0 +1,78 @@
+"""ICMP echo, one request at a time, with a raw socket: the receiver's kernel builds each
+reply in the NET_RX softirq (icmp_rcv -> icmp_echo -> icmp_reply -> __ip_append_data), and
+a reply as large as the request needs a buffer as large. When that allocation fails the
+reply is dropped, so a lost reply is a failure seen from user space."""
+
+from __future__ import annotations
+
+import select
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+ECHO_REQUEST, ECHO_REPLY = 8, 0
+IP_HEADER, ICMP_HEADER = 20, 8
+
+
+def ones_complement_sum(data: bytes) -> int:
+    """RFC 1071 sum of 16-bit words, not yet complemented."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def echo_request(ident: int, seq: int, payload_sum: int) -> bytes:
+    """The ICMP header of a request whose payload sums to `payload_sum`."""
+    total = ones_complement_sum(struct.pack("!BBHHH", ECHO_REQUEST, 0, 0, ident, seq))
+    total += payload_sum
+    total = (total & 0xFFFF) + (total >> 16)
+    return struct.pack("!BBHHH", ECHO_REQUEST, 0, ~total & 0xFFFF, ident, seq)
+
+
+@dataclass
+class EchoStats:
+    sent: int = 0
+    replies: int = 0
+
+    @property
+    def lost(self) -> int:
+        return self.sent - self.replies
+
+
+def _is_reply(packet: bytes, ident: int, seq: int) -> bool:
+    header = (packet[0] & 0x0F) * 4  # raw IPv4 sockets deliver the IP header
+    if len(packet) < header + ICMP_HEADER:
+        return False
+    kind, _, _, got_ident, got_seq = struct.unpack_from("!BBHHH", packet, header)
+    return kind == ECHO_REPLY and got_ident == ident and got_seq == seq
+
+
+def echo_loop(sock: socket.socket, dst: str, size: int, seconds: float, max_count: int,
+              reply_timeout: float = 0.05) -> EchoStats:
+    """Send `size`-byte echo requests to `dst`, each after the previous reply or its
+    timeout, for `seconds` or `max_count` requests, whichever ends first."""
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    payload_sum = ones_complement_sum(payload)
+    ident = (id(sock) >> 4) & 0xFFFF
+    stats = EchoStats()
+    deadline = time.monotonic() + seconds
+    while stats.sent < max_count and time.monotonic() < deadline:
+        seq = stats.sent & 0xFFFF
+        sock.sendto(echo_request(ident, seq, payload_sum) + payload, (dst, 0))
+        stats.sent += 1
+        wait_until = time.monotonic() + reply_timeout
+        while (left := wait_until - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            if _is_reply(sock.recv(size + 1024), ident, seq):
+                stats.replies += 1
+                break
+    return stats
+
+
+def raw_icmp_socket() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)

@@ -1,0 +1,46 @@
+"""The Vagrantfile: valid for vagrant itself, and provisioned by the host's own setup script.
+
+`vagrant` and `vagrant-libvirt` come from `scripts/setup --dev` (the README's test path),
+so these run in CI; booting a VM is not done here (no box can be downloaded).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def validate(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # A private VAGRANT_HOME: validating leaves nothing in the user's ~/.vagrant.d.
+    return subprocess.run(["vagrant", "validate"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                            "HOME": str(tmp_path),
+                                            "VAGRANT_HOME": str(tmp_path / "vagrant.d"), **env})
+
+
+def test_vagrantfile_validates(tmp_path: Path) -> None:
+    proc = validate(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Vagrantfile validated successfully" in proc.stdout
+
+
+def test_memory_and_driver_come_from_the_environment(tmp_path: Path) -> None:
+    assert validate(tmp_path, PAFTRACE_VM_MEMORY="2048", PAFTRACE_VM_CPUS="1",
+                    PAFTRACE_LIBVIRT_DRIVER="qemu").returncode == 0
+    too_small = validate(tmp_path, PAFTRACE_VM_MEMORY="256")
+    assert too_small.returncode != 0
+    assert "PAFTRACE_VM_MEMORY must be at least 512" in too_small.stdout + too_small.stderr
+
+
+def test_provisioning_is_the_hosts_setup_script() -> None:
+    """One path: the VM runs the same scripts/setup as the README, from the synced checkout."""
+    text = (ROOT / "Vagrantfile").read_text()
+    assert re.search(r'synced_folder "\.", "/vagrant"', text)
+    provisions = re.findall(r'vm\.provision\s+"[^"]+",\s*type:\s*"shell",\s*inline:\s*"([^"]+)"',
+                            text)
+    assert provisions == ["/vagrant/scripts/setup"]
+    assert "./scripts/setup" in (ROOT / "README.md").read_text()
+    assert (ROOT / "scripts" / "setup").stat().st_mode & 0o111
