@@ -27,11 +27,13 @@ from paftrace.triage import triage
 
 class FailureDecoder:
     def __init__(self, table: GfpTable, stack_of: Callable[[int], list[str]],
-                 old_migratetypes: bool = False, kprobe_warn: bool = False):
+                 old_migratetypes: bool = False, kprobe_warn: bool = False,
+                 kprobe_printed: bool = False):
         self.table = table
         self.stack_of = stack_of
         self.old_migratetypes = old_migratetypes
         self.kprobe_warn = kprobe_warn
+        self.kprobe_printed = kprobe_printed
         self._irq_names: dict[int, str] | None = None
 
     def irq_names(self) -> dict[int, str]:
@@ -49,7 +51,7 @@ class FailureDecoder:
         comm = decode_comm(raw.comm)
         who = requester(stack)
         warned = bool(raw.warned) if self.kprobe_warn else None
-        printed = bool(raw.printed) if self.kprobe_warn else None
+        printed = bool(raw.printed) if self.kprobe_warn and self.kprobe_printed else None
         verdict = triage(self.table, raw.gfp, raw.order, context, warned, printed)
         latency = (raw.ts_ns - raw.alloc_start_ns) / 1000 if raw.alloc_start_ns else None
         return Failure(

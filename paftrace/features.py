@@ -23,7 +23,7 @@ FEATURES = {
     "ringbuf": "BPF ring buffer for failure records (else the perf buffer)",
     "irq-tracepoints": "irq:* tracepoints that tell softirq/hardirq context",
     "irq-vectors": "x86 irq_vectors:* tracepoints for LAPIC timer / IPI hardirqs",
-    "kprobes": "all kprobes (warn_alloc, dump_stack, allocator entry)",
+    "kprobes": "all kprobes (warn_alloc, show_mem, allocator entry)",
     "warn-kprobe": "kprobe on warn_alloc: which failures reached the dmesg warning",
     "alloc-kprobe": "kprobe on the allocator entry: time spent before failing",
     "reclaim": "compaction/vmscan tracepoints: stalls before failures, kswapd, fallbacks",
@@ -39,8 +39,13 @@ ALLOC_ENTRY_NAMES = (
 )
 # warn_alloc_failed became warn_alloc in 4.9 (KERNEL-FACTS 1.1).
 WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
-# dump_stack() became a wrapper of dump_stack_lvl() in 5.13.
-DUMP_STACK_NAMES = ("dump_stack_lvl", "dump_stack")
+# What warn_alloc() calls only once past its rate limit, to tell a printed warning
+# from a rate-limited one: warn_alloc_show_mem() is inlined, but it calls
+# __show_mem() (6.x; show_mem() before 6.0). dump_stack()/dump_stack_lvl() (5.13)
+# come after, as a last resort: 5.10 to 6.12 refuse kprobes there ("not
+# traceable", EINVAL), so the loader tries these in order and keeps the first
+# that attaches.
+PRINTED_MARKER_NAMES = ("__show_mem", "show_mem", "dump_stack_lvl", "dump_stack")
 
 # x86 system vectors paftrace brackets (pagealloc.c SYSTEM_VECTOR, same order).
 # Not irq_work: perf and the BPF ring buffer wake readers through irq_work, and
@@ -144,7 +149,8 @@ class ProbePlan:
     irq_tracepoints: bool = True
     system_vectors: list[str] = field(default_factory=list)
     warn_kprobe: str | None = None
-    dump_stack_kprobe: str | None = None
+    printed_kprobes: list[str] = field(default_factory=list)  # candidates, in order
+    printed_kprobe: str | None = None  # the one that attached
     alloc_kprobe: str | None = None
     statuses: list[FeatureStatus] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # planned, but the kernel said no
@@ -157,11 +163,9 @@ class ProbePlan:
         if self.irq_tracepoints:
             out += ["tracepoint:irq:irq_handler_entry/exit", "tracepoint:irq:softirq_entry/exit"]
         out += [f"tracepoint:irq_vectors:{v}_entry/exit" for v in self.system_vectors]
-        for name in (self.warn_kprobe, self.dump_stack_kprobe, self.alloc_kprobe):
+        for name in (self.warn_kprobe, self.printed_kprobe, self.alloc_kprobe):
             if name:
                 out.append(f"kprobe:{name}")
-        if self.alloc_kprobe:
-            out.append(f"kretprobe:{self.alloc_kprobe}")
         return out + self.extra_probes
 
 
@@ -238,8 +242,8 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
     note(FeatureStatus("kprobes", True, "kprobes available"))
     if "warn-kprobe" not in disabled:
         plan.warn_kprobe = first_present(kernel, WARN_NAMES)
-        plan.dump_stack_kprobe = first_present(kernel, DUMP_STACK_NAMES) if plan.warn_kprobe \
-            else None
+        if plan.warn_kprobe:
+            plan.printed_kprobes = [n for n in PRINTED_MARKER_NAMES if kernel.has_function(n)]
     note(FeatureStatus("warn-kprobe", bool(plan.warn_kprobe),
                        f"kprobe:{plan.warn_kprobe}" if plan.warn_kprobe else
                        "disabled by --no-feature" if "warn-kprobe" in disabled else

@@ -202,11 +202,20 @@ class TraceSession:
                 self.plan.refused.append(f"tracepoint:irq_vectors:{vector}")
         if self.plan.warn_kprobe:
             self.bpf.attach_kprobe(event=self.plan.warn_kprobe, fn_name="on_warn_alloc")
-            if self.plan.dump_stack_kprobe:
-                self.bpf.attach_kprobe(event=self.plan.dump_stack_kprobe, fn_name="on_dump_stack")
+            self.plan.printed_kprobe = self._attach_first(self.plan.printed_kprobes,
+                                                          "on_warn_printed")
         if self.plan.alloc_kprobe:
             self.bpf.attach_kprobe(event=self.plan.alloc_kprobe, fn_name="on_alloc_entry")
-            self.bpf.attach_kretprobe(event=self.plan.alloc_kprobe, fn_name="on_alloc_return")
+
+    def _attach_first(self, names: list[str], fn_name: str) -> str | None:
+        """Kprobe the first function the kernel lets us probe; note the refusals."""
+        for name in names:
+            try:
+                self.bpf.attach_kprobe(event=name, fn_name=fn_name)
+                return name
+            except Exception:  # "not traceable" (EINVAL): NOKPROBE/notrace functions
+                self.plan.refused.append(f"kprobe:{name}")
+        return None
 
     def _open_output(self) -> None:
         table = self.bpf["failures"]

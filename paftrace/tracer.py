@@ -76,7 +76,8 @@ class Tracer:
         plan = self.session.plan
         self.decoder = FailureDecoder(self.session.gfp_table, self.session.stack,
                                       old_migratetypes=plan.failure_field == "page",
-                                      kprobe_warn=plan.warn_kprobe is not None)
+                                      kprobe_warn=plan.warn_kprobe is not None,
+                                      kprobe_printed=plan.printed_kprobe is not None)
         self.started = time.monotonic()
 
     def attached_info(self) -> dict:

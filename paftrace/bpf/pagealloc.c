@@ -13,8 +13,8 @@
  *                       otherwise `page` (failure = NULL)
  *   USE_RINGBUF         BPF ring buffer (5.8+), else perf buffer
  *   HAVE_IRQ_TP         irq:irq_handler_entry/exit and irq:softirq_entry/exit
- *   HAVE_KPROBE_WARN    kprobes on warn_alloc and dump_stack(_lvl)
- *   HAVE_KPROBE_ALLOC   kprobe/kretprobe on the allocator entry
+ *   HAVE_KPROBE_WARN    kprobes on warn_alloc and on what it calls once it prints
+ *   HAVE_KPROBE_ALLOC   kprobe on the allocator entry
  *   TRACE_ALL           aggregate successful allocations too
  *   WITH_RECLAIM        reclaim.c is compiled in front of this file
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
@@ -67,7 +67,7 @@ struct failure_event {
     u8 context;
     u8 softirq_vec;
     u8 warned;          /* warn_alloc() ran for this failure */
-    u8 printed;         /* ... and it got past its rate limit to dump_stack() */
+    u8 printed;         /* ... and it got past its rate limit (show_mem ran) */
     char comm[16];
 };
 
@@ -114,7 +114,12 @@ BPF_HASH(warned_tasks, u32, struct warn_state, 1024);
 #endif
 
 #ifdef HAVE_KPROBE_ALLOC
-BPF_HASH(alloc_start, u32, u64, 10240);
+struct alloc_timing {
+    u64 start_ns;
+    u32 order;
+    u32 pad;
+};
+BPF_HASH(alloc_start, u32, struct alloc_timing, 10240);
 #endif
 
 static __always_inline void bump_stat(u32 index)
@@ -208,7 +213,9 @@ SYSTEM_VECTOR(spurious_apic, 8)
 #ifdef HAVE_KPROBE_WARN
 /* warn_alloc(gfp, nodemask, fmt, ...) runs on the failing task just before the
  * allocator returns NULL and the tracepoint fires; it returns early for
- * __GFP_NOWARN or when rate-limited, and otherwise calls dump_stack(). */
+ * __GFP_NOWARN or when rate-limited, and otherwise prints, dump_stack()s and
+ * show_mem()s; on_warn_printed is attached to the first of those the kernel
+ * lets us probe (features.PRINTED_MARKER_NAMES). */
 int on_warn_alloc(struct pt_regs *ctx)
 {
     u32 tid = bpf_get_current_pid_tgid();
@@ -217,7 +224,7 @@ int on_warn_alloc(struct pt_regs *ctx)
     return 0;
 }
 
-int on_dump_stack(struct pt_regs *ctx)
+int on_warn_printed(struct pt_regs *ctx)
 {
     u32 tid = bpf_get_current_pid_tgid();
     struct warn_state *s = warned_tasks.lookup(&tid);
@@ -230,7 +237,11 @@ int on_dump_stack(struct pt_regs *ctx)
 #ifdef HAVE_KPROBE_ALLOC
 /* Second argument of every allocator entry since 2.6.32 is `order`. Only the
  * traced orders are timed, and only in process context: an interrupt reuses
- * the interrupted task's tid. */
+ * the interrupted task's tid. No kretprobe: the tracepoint fires at the end of
+ * the same function and closes the timing (and a kretprobe cuts BPF stacks at
+ * kretprobe_trampoline before the 5.16 unwinder fix, seen on 5.10). An entry
+ * of another order is kept: it is the outer allocation of a nested one (e.g.
+ * an order-0 allocation inside direct reclaim). */
 int on_alloc_entry(struct pt_regs *ctx)
 {
     u32 order = PT_REGS_PARM2(ctx);
@@ -241,22 +252,34 @@ int on_alloc_entry(struct pt_regs *ctx)
     if (current_context(&vec, &irq) != CTX_PROCESS)
         return 0;
     u32 tid = bpf_get_current_pid_tgid();
-    u64 now = bpf_ktime_get_ns();
-    alloc_start.update(&tid, &now);
+    struct alloc_timing *open = alloc_start.lookup(&tid);
+    if (open && open->order != order)
+        return 0;
+    struct alloc_timing t = {.start_ns = bpf_ktime_get_ns(), .order = order};
+    alloc_start.update(&tid, &t);
     return 0;
 }
 
-int on_alloc_return(struct pt_regs *ctx)
+/* At mm_page_alloc: the allocation that started at on_alloc_entry is over. */
+static __always_inline u64 end_alloc_timing(u32 order)
 {
     u32 tid = bpf_get_current_pid_tgid();
+    struct alloc_timing *open = alloc_start.lookup(&tid);
+    if (!open || open->order != order)
+        return 0;
+    u8 vec;
+    s32 irq;
+    if (current_context(&vec, &irq) != CTX_PROCESS)
+        return 0;
+    u64 start = open->start_ns;
     alloc_start.delete(&tid);
-    return 0;
+    return start;
 }
 #endif
 
 static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 order,
                                          s32 migratetype, u8 context, u8 vec, s32 irq,
-                                         s32 stack_id)
+                                         s32 stack_id, u64 alloc_start_ns)
 {
     u64 id = bpf_get_current_pid_tgid();
     e->ts_ns = bpf_ktime_get_ns();
@@ -272,7 +295,7 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
     e->softirq_vec = vec;
     e->warned = 0;
     e->printed = 0;
-    e->alloc_start_ns = 0;
+    e->alloc_start_ns = alloc_start_ns;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
     u32 tid = (u32)id;
 #ifdef HAVE_KPROBE_WARN
@@ -285,13 +308,6 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
     }
     if (w)
         warned_tasks.delete(&tid);
-#endif
-#ifdef HAVE_KPROBE_ALLOC
-    if (context == CTX_PROCESS) {
-        u64 *start = alloc_start.lookup(&tid);
-        if (start)
-            e->alloc_start_ns = *start;
-    }
 #endif
 }
 
@@ -353,6 +369,11 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
         if (failed)
             st->failures++;
     }
+    u64 alloc_start_ns = 0;
+#ifdef HAVE_KPROBE_ALLOC
+    if (order >= ORDER_MIN && order <= ORDER_MAX)
+        alloc_start_ns = end_alloc_timing(order);
+#endif
 #ifndef TRACE_ALL
     if (!failed)
         return 0;
@@ -404,11 +425,12 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
         bump_stat(STAT_LOST_RECORDS);
         return 0;
     }
-    fill_failure(e, gfp, order, args->migratetype, context, vec, irq, stack_id);
+    fill_failure(e, gfp, order, args->migratetype, context, vec, irq, stack_id, alloc_start_ns);
     failures.ringbuf_submit(e, 0);
 #else
     struct failure_event e = {};
-    fill_failure(&e, gfp, order, args->migratetype, context, vec, irq, stack_id);
+    fill_failure(&e, gfp, order, args->migratetype, context, vec, irq, stack_id,
+                 alloc_start_ns);
     failures.perf_submit(args, &e, sizeof(e));
 #endif
     return 0;

@@ -50,7 +50,7 @@ apt_private() {
     apt-get -q -o Dir::Etc::SourceList="$APT_DIR/etc/sources.list" \
         -o Dir::Etc::SourceParts=/nonexistent -o Dir::State="$APT_DIR/state" \
         -o Dir::State::status="$APT_DIR/state/status" -o Dir::Cache="$APT_DIR/cache" \
-        -o APT::Architecture=amd64 -o APT::Architectures::=amd64 "$@"
+        -o APT::Architecture=amd64 -o APT::Sandbox::User=root "$@"
 }
 
 apt_cache_private() {

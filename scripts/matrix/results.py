@@ -1,0 +1,199 @@
+"""Kernel matrix: read one kernel's payload artefacts and judge them.
+
+Pure functions over the files scripts/matrix/payload leaves in a directory
+(uname.txt, kallsyms.txt, kprobes.txt, selftest.out, trace.out, provoke.out,
+warn.rc, dmesg.txt, ...), so the judging is tested on recorded runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from paftrace.features import ALLOC_ENTRY_NAMES, WARN_NAMES
+
+# What the payload provokes in its live trace (scripts/matrix/payload).
+SILENT_ORDER = 5   # python -m paftrace.provoke -o 5: GFP_KERNEL_ACCOUNT|__GFP_NOWARN
+WARN_ORDER = 10    # pafwarn.ko: GFP_KERNEL|GFP_DMA|__GFP_NORETRY, printed by warn_alloc
+WARN_LINE = re.compile(r"page allocation failure: order:(\d+)")
+
+
+@dataclass
+class KernelResult:
+    kernel: str
+    where: str                       # "host" or "qemu"
+    selftest: str                    # pass | fail
+    probes: list[str]
+    failures_provoked: int
+    failures_seen: int
+    kprobes_available: bool
+    alloc_entry_expected: str | None  # from the kernel's own /proc/kallsyms
+    alloc_entry_attached: str | None
+    warn_kprobe: str | None
+    ring: str | None                 # ringbuf | perfbuf
+    irq_tracepoints: bool
+    softirq_allocations: int         # allocations seen in NET_RX during loopback traffic
+    silent_provoked: int
+    silent_seen: int                 # ... of which marked silent
+    warn_printed: bool | None        # dmesg has "page allocation failure: order:10"; None: untested
+    warn_marked: bool | None         # the trace marked that failure "reported"
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _text(directory: Path, name: str) -> str:
+    try:
+        return (directory / name).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return {}
+    return {}
+
+
+def json_lines(text: str) -> list[dict]:
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def expected_alloc_entry(kallsyms_names: set[str]) -> str | None:
+    """The allocator entry paftrace should pick: its own preference order,
+    checked against the symbols this kernel really has."""
+    return next((n for n in ALLOC_ENTRY_NAMES if n in kallsyms_names), None)
+
+
+def _probe_target(probes: list[str], kind: str, names: tuple[str, ...]) -> str | None:
+    return next((p.split(":", 1)[1] for p in probes
+                 if p.startswith(kind + ":") and p.split(":", 1)[1] in names), None)
+
+
+def analyse(directory: Path, where: str = "qemu") -> KernelResult:
+    kallsyms = set(_text(directory, "kallsyms.txt").split())
+    kernel = _text(directory, "uname.txt").strip() or directory.name
+    selftest = _last_json(_text(directory, "selftest.out"))
+    records = json_lines(_text(directory, "trace.out"))
+    attached = next((r for r in records if r.get("type") == "attached"), {})
+    summary = next((r for r in records if r.get("type") == "summary"), {})
+    failures = [r for r in records if r.get("type") == "failure"]
+    probes = list(attached.get("probes") or selftest.get("probes") or [])
+    provoke = _last_json(_text(directory, "provoke.out"))
+    worker = provoke.get("worker_pid")
+    silent = [f for f in failures if f.get("pid") == worker and f.get("order") == SILENT_ORDER]
+    warned = [f for f in failures if f.get("order") == WARN_ORDER and f.get("comm") == "insmod"]
+    warn_tested = _text(directory, "warn.rc").strip() == "0"
+    printed = any(int(m.group(1)) == WARN_ORDER
+                  for m in WARN_LINE.finditer(_text(directory, "dmesg.txt")))
+
+    result = KernelResult(
+        kernel=kernel, where=where,
+        selftest=selftest.get("selftest", "fail"),
+        probes=probes,
+        failures_provoked=int(selftest.get("failures_provoked", 0)),
+        failures_seen=int(selftest.get("failures_seen", 0)),
+        kprobes_available=bool(_text(directory, "kprobes.txt").split()),
+        alloc_entry_expected=expected_alloc_entry(kallsyms),
+        alloc_entry_attached=_probe_target(probes, "kprobe", ALLOC_ENTRY_NAMES),
+        warn_kprobe=_probe_target(probes, "kprobe", WARN_NAMES),
+        ring=next((p for p in probes if p in ("ringbuf", "perfbuf")), None),
+        irq_tracepoints=any(p.startswith("tracepoint:irq:softirq") for p in probes),
+        softirq_allocations=sum(int(a.get("count", 0)) for a in summary.get("allocations", [])
+                                if a.get("context") == "softirq" and a.get("softirq") == "NET_RX"),
+        silent_provoked=int(provoke.get("failures", 0)),
+        silent_seen=sum(1 for f in silent if f.get("visibility") == "silent"),
+        warn_printed=printed if warn_tested else None,
+        warn_marked=any(f.get("visibility") == "reported" for f in warned)
+        if warn_tested else None,
+    )
+    result.problems = problems(result, selftest, attached)
+    return result
+
+
+def problems(r: KernelResult, selftest: dict, attached: dict) -> list[str]:
+    """Why this kernel fails the matrix; empty when it passes."""
+    out = []
+    if r.selftest != "pass":
+        failed = [c["name"] for c in selftest.get("checks", []) if not c.get("ok")]
+        out.append("selftest failed" + (f" ({', '.join(failed)})" if failed else
+                                        " (no verdict: see selftest.err)"))
+    if not attached:
+        out.append("live trace did not attach (see trace.err)")
+    if r.kprobes_available and attached:
+        if not r.warn_kprobe:
+            out.append("kprobes available but no warn_alloc kprobe attached")
+        if not r.alloc_entry_attached:
+            out.append("kprobes available but no allocator-entry kprobe attached")
+    if r.alloc_entry_attached and r.alloc_entry_attached != r.alloc_entry_expected:
+        out.append(f"allocator-entry kprobe on {r.alloc_entry_attached}, "
+                   f"expected {r.alloc_entry_expected}")
+    if attached and r.silent_seen != r.silent_provoked:
+        out.append(f"{r.silent_seen} of {r.silent_provoked} silent order-{SILENT_ORDER} "
+                   "failures seen as silent")
+    if r.warn_printed is False:
+        out.append(f"the warning module did not make the kernel print an order-{WARN_ORDER} "
+                   "page allocation failure")
+    if r.warn_printed and r.warn_kprobe and not r.warn_marked:
+        out.append("the kernel printed the failure but paftrace did not mark it reported")
+    return out
+
+
+def passed(results: list[KernelResult]) -> bool:
+    return bool(results) and not any(r.problems for r in results)
+
+
+def _yes(value: bool | None) -> str:
+    return "n/a" if value is None else "yes" if value else "NO"
+
+
+def table_rows(results: list[KernelResult]) -> list[list[str]]:
+    rows = [["kernel", "where", "selftest", "seen/provoked", "ring", "irq tp", "warn_alloc",
+             "alloc entry kprobe", "NET_RX allocs", "silent", "printed", "marked"]]
+    for r in results:
+        rows.append([
+            r.kernel, r.where, r.selftest, f"{r.failures_seen}/{r.failures_provoked}",
+            r.ring or "-", _yes(r.irq_tracepoints),
+            r.warn_kprobe or ("-" if r.kprobes_available else "no kprobes"),
+            r.alloc_entry_attached or ("-" if r.kprobes_available else "no kprobes"),
+            str(r.softirq_allocations), f"{r.silent_seen}/{r.silent_provoked}",
+            _yes(r.warn_printed), _yes(r.warn_marked),
+        ])
+    return rows
+
+
+def render_table(results: list[KernelResult]) -> str:
+    rows = table_rows(results)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for r in results:
+        lines += [f"{r.kernel}: {p}" for p in r.problems]
+    return "\n".join(lines)
+
+
+def render_markdown_table(results: list[KernelResult]) -> str:
+    rows = table_rows(results)
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    out += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(out)
+
+
+def summary_json(results: list[KernelResult]) -> str:
+    return json.dumps({"kernels": [r.to_json() for r in results], "passed": passed(results)})

@@ -1,0 +1,172 @@
+"""Kernel matrix runner: boot each built kernel under QEMU (TCG), run the payload
+in it, run the same payload on the host, judge, print a table and one JSON line.
+
+Called by scripts/kernel-matrix after scripts/matrix/build; see that script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+from kernels_doc import render_doc, render_readme_snippet  # noqa: E402
+from results import KernelResult, analyse, passed, render_table, summary_json  # noqa: E402
+
+HOST_VENV = Path(os.environ.get("PAFTRACE_VENV", "/opt/paftrace/venv"))
+MAX_QEMU = 2  # the machine has 2 cores and is shared
+
+
+@dataclass
+class Kernel:
+    suite: str
+    abi: str
+    version: str
+
+
+def log(message: str) -> None:
+    print(f"kernel-matrix: {message}", file=sys.stderr, flush=True)
+
+
+def read_kernels(work: Path) -> list[Kernel]:
+    kernels = []
+    for line in (work / "kernels.list").read_text().splitlines():
+        suite, abi, version = line.split()
+        kernels.append(Kernel(suite, abi, version))
+    return kernels
+
+
+def tree_files(repo: Path) -> list[str]:
+    """The working tree as git sees it: tracked and untracked, not ignored."""
+    if not (repo / ".git").exists():
+        return [str(p.relative_to(repo)) for p in repo.rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts]
+    out = subprocess.run(["git", "-C", str(repo), "ls-files", "-co", "--exclude-standard", "-z"],
+                         capture_output=True, check=True).stdout.decode()
+    return [f for f in out.split("\0") if f and (repo / f).is_file()]
+
+
+def make_project_disk(repo: Path, run_dir: Path) -> Path:
+    staging = run_dir / "project"
+    for name in tree_files(repo):
+        target = staging / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / name, target)
+    disk = run_dir / "project.ext4"
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "paftrace-src", "-d", str(staging), str(disk),
+                    "64M"], check=True)
+    shutil.rmtree(staging)
+    return disk
+
+
+def boot(work: Path, kernel: Kernel, project: Path, out: Path, memory_mb: int,
+         timeout: float) -> float:
+    """One guest: boot, payload, power off. Artefacts land in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with tempfile.NamedTemporaryFile(dir=out, prefix="results-", suffix=".img") as results:
+        results.truncate(64 << 20)
+        results.flush()
+        cmd = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2",
+            "-m", str(memory_mb), "-nographic", "-no-reboot", "-snapshot", "-nic", "none",
+            "-kernel", str(work / "kernels" / kernel.abi / "boot" / f"vmlinuz-{kernel.abi}"),
+            "-initrd", str(work / "initrd" / f"{kernel.abi}.img"),
+            "-drive", f"file={work / 'image.ext4'},format=raw,if=virtio",
+            "-drive", f"file={project},format=raw,if=virtio,readonly=on",
+            "-drive", f"file={results.name},format=raw,if=virtio,snapshot=off",
+            "-append", "console=ttyS0 panic=-1 quiet loglevel=3",
+        ]
+        with open(out / "console.log", "wb") as console:
+            try:
+                subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=console,
+                               stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                (out / "timeout.txt").write_text(f"guest did not finish in {timeout:.0f} s\n")
+        try:
+            with tarfile.open(results.name) as tar:
+                tar.extractall(out, filter="data") if hasattr(tarfile, "data_filter") \
+                    else tar.extractall(out)
+        except tarfile.TarError:
+            pass  # nothing written: the guest died early; console.log tells why
+    if not (out / "uname.txt").exists():
+        (out / "uname.txt").write_text(kernel.abi + "\n")
+    return time.monotonic() - t0
+
+
+def run_host(out: Path) -> float:
+    """The host's own row: the same payload with the host's installed paftrace."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["PATH"] = f"{HOST_VENV / 'bin'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    env["PAFTRACE_PYTHON"] = str(HOST_VENV / "bin" / "python")
+    t0 = time.monotonic()
+    subprocess.run(["sh", str(HERE / "payload"), str(out)], env=env, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600, check=False)
+    return time.monotonic() - t0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kernel-matrix")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only kernels whose release contains this (repeatable)")
+    parser.add_argument("--no-host", action="store_true", help="skip the host's own row")
+    parser.add_argument("--jobs", type=int, default=MAX_QEMU)
+    parser.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per guest, seconds")
+    parser.add_argument("--docs", type=Path, help="write the Supported kernels page here")
+    parser.add_argument("--tree", type=Path, default=REPO,
+                        help="project tree copied into the guests (default: this checkout)")
+    args = parser.parse_args(argv)
+
+    kernels = [k for k in read_kernels(args.work)
+               if not args.only or any(s in k.abi for s in args.only)]
+    run_dir = args.work / "last-run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    project = make_project_disk(args.tree, run_dir)
+    suites = {k.abi: k.suite for k in kernels}
+
+    results: list[KernelResult] = []
+    if not args.no_host:
+        log("host: running the payload with the host's paftrace")
+        seconds = run_host(run_dir / "host")
+        results.append(analyse(run_dir / "host", where="host"))
+        suites[results[-1].kernel] = "host"
+        log(f"host: {results[-1].kernel} done in {seconds:.0f} s")
+
+    def one(kernel: Kernel) -> KernelResult:
+        log(f"{kernel.abi}: booting")
+        seconds = boot(args.work, kernel, project, run_dir / kernel.abi, args.memory,
+                       args.timeout)
+        log(f"{kernel.abi}: done in {seconds:.0f} s")
+        return analyse(run_dir / kernel.abi)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(args.jobs, MAX_QEMU))) as pool:
+        results += list(pool.map(one, kernels))
+
+    (run_dir / "results.json").write_text(summary_json(results) + "\n")
+    print(render_table(results))
+    if args.docs:
+        args.docs.write_text(render_doc(results, suites))
+        log(f"wrote {args.docs}; README snippet:")
+        print(render_readme_snippet(results, suites))
+    print(summary_json(results))
+    return 0 if passed(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,147 @@
+"""The kernel matrix's judging (scripts/matrix/results.py), on recorded runs.
+
+tests/data/kernel_matrix/ holds payload artefacts from real runs (see its README):
+the host's 6.18 row, a Debian 6.1 guest whose live trace worked, and a 6.1 guest
+where the kernel refused the dump_stack_lvl kprobe so nothing attached.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "matrix"))
+
+from kernels_doc import render_doc, render_readme_snippet  # noqa: E402
+from results import (  # noqa: E402
+    analyse,
+    expected_alloc_entry,
+    json_lines,
+    passed,
+    render_table,
+    summary_json,
+)
+
+DATA = Path(__file__).parent / "data" / "kernel_matrix"
+GUEST_OK = DATA / "guest-6.1-live"
+GUEST_REFUSED = DATA / "guest-6.1-dump-stack-refused"
+HOST = DATA / "host-6.18"
+
+
+def edit_trace(directory: Path, edit) -> None:
+    """Rewrite trace.out record by record with `edit(record) -> record`."""
+    path = directory / "trace.out"
+    records = [edit(r) for r in json_lines(path.read_text())]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture
+def guest_copy(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(GUEST_OK, tmp_path / "guest"))
+
+
+def test_expected_alloc_entry_follows_the_kernels_symbols():
+    assert expected_alloc_entry({"__alloc_pages_nodemask", "warn_alloc"}) == \
+        "__alloc_pages_nodemask"
+    assert expected_alloc_entry({"__alloc_pages"}) == "__alloc_pages"
+    assert expected_alloc_entry({"__alloc_pages_noprof"}) == "__alloc_pages_noprof"
+    # 6.14+: the frozen core holds the tracepoint; the wrapper is also present.
+    assert expected_alloc_entry({"__alloc_pages_noprof", "__alloc_frozen_pages_noprof"}) == \
+        "__alloc_frozen_pages_noprof"
+    assert expected_alloc_entry(set()) is None
+
+
+def test_live_guest_row_reads_every_fact():
+    r = analyse(GUEST_OK)
+    assert r.kernel == "6.1.0-56-amd64"
+    assert r.kprobes_available
+    assert r.alloc_entry_expected == "__alloc_pages"
+    assert r.alloc_entry_attached == "__alloc_pages"
+    assert r.warn_kprobe == "warn_alloc"
+    assert r.ring == "ringbuf" and r.irq_tracepoints
+    assert r.softirq_allocations > 0
+    assert r.silent_provoked == 3 and r.silent_seen == 3
+    assert r.warn_printed is True and r.warn_marked is True
+
+
+def test_refused_kprobe_fails_the_kernel_with_reasons():
+    r = analyse(GUEST_REFUSED)
+    assert r.selftest == "fail" and r.probes == []
+    assert any("selftest failed" in p for p in r.problems)
+    assert any("did not attach" in p for p in r.problems)
+    # The kernel did print the warning; with nothing attached it could not be marked.
+    assert r.warn_printed is True and r.warn_marked is False
+    assert not passed([r])
+
+
+def test_host_without_kprobes_passes_with_warning_checks_not_applicable():
+    r = analyse(HOST, where="host")
+    assert not r.kprobes_available
+    assert r.selftest == "pass" and r.failures_seen == r.failures_provoked == 5
+    assert r.alloc_entry_attached is None and r.warn_kprobe is None
+    assert r.warn_printed is None and r.warn_marked is None
+    assert r.problems == []
+
+
+def test_wrong_allocator_entry_name_is_a_problem(guest_copy: Path):
+    def rename(record: dict) -> dict:
+        if record.get("type") == "attached":
+            record["probes"] = [p.replace("__alloc_pages", "__alloc_pages_nodemask")
+                                for p in record["probes"]]
+        return record
+
+    edit_trace(guest_copy, rename)
+    r = analyse(guest_copy)
+    assert r.alloc_entry_attached == "__alloc_pages_nodemask"
+    assert "allocator-entry kprobe on __alloc_pages_nodemask, expected __alloc_pages" in \
+        r.problems
+
+
+def test_kprobes_available_but_not_attached_is_a_problem(guest_copy: Path):
+    def drop_kprobes(record: dict) -> dict:
+        if record.get("type") == "attached":
+            record["probes"] = [p for p in record["probes"] if "kprobe:" not in p]
+        return record
+
+    edit_trace(guest_copy, drop_kprobes)
+    problems = analyse(guest_copy).problems
+    assert "kprobes available but no warn_alloc kprobe attached" in problems
+    assert "kprobes available but no allocator-entry kprobe attached" in problems
+
+
+def test_printed_failure_not_marked_reported_is_a_problem(guest_copy: Path):
+    def unmark(record: dict) -> dict:
+        if record.get("type") == "failure" and record.get("comm") == "insmod":
+            record["visibility"] = "rate-limited"
+        return record
+
+    edit_trace(guest_copy, unmark)
+    r = analyse(guest_copy)
+    assert r.warn_printed is True and r.warn_marked is False
+    assert "the kernel printed the failure but paftrace did not mark it reported" in r.problems
+
+
+def test_table_and_last_line_json():
+    results = [analyse(HOST, where="host"), analyse(GUEST_REFUSED)]
+    table = render_table(results)
+    assert "6.18" in table and "6.1.0-56-amd64: selftest failed" in table
+    doc = json.loads(summary_json(results))
+    assert [k["kernel"] for k in doc["kernels"]] == [results[0].kernel, "6.1.0-56-amd64"]
+    assert {"kernel", "selftest", "probes", "failures_seen", "failures_provoked"} <= \
+        doc["kernels"][0].keys()
+    assert doc["passed"] is False
+
+
+def test_docs_name_each_kernel_and_its_verdict():
+    results = [analyse(HOST, where="host"), analyse(GUEST_OK)]
+    suites = {results[0].kernel: "host", "6.1.0-56-amd64": "bookworm"}
+    doc = render_doc(results, suites)
+    assert doc.startswith("# Supported kernels")
+    assert "| 6.1.0-56-amd64 | bookworm | yes | __alloc_pages |" in doc
+    assert "__alloc_frozen_pages_noprof" in doc  # the fallback facts
+    snippet = render_readme_snippet(results, suites)
+    assert "docs/KERNELS.md" in snippet and results[0].kernel in snippet
