@@ -14,8 +14,15 @@ FALLBACKS = [
      "that holds the tracepoint and `__alloc_pages_noprof` wraps it. paftrace takes the "
      "newest name present in `/proc/kallsyms` [1.1, 1.4]"),
     ("Warning kprobe name",
-     "`warn_alloc_failed` became `warn_alloc` in 4.9; `dump_stack()` became a wrapper of "
-     "`dump_stack_lvl()` in 5.13 [1.1, 1.2]"),
+     "`warn_alloc_failed` became `warn_alloc` in 4.9 [1.1, 1.2]. Whether the warning got "
+     "past its rate limit is seen at what warn_alloc calls next: `__show_mem` (6.x), "
+     "`show_mem` (before), else `dump_stack_lvl`/`dump_stack` — the Debian 5.10-6.12 "
+     "kernels refuse kprobes on `dump_stack*` (\"not traceable\"), so paftrace keeps the "
+     "first candidate that attaches"),
+    ("No kretprobe on the allocator",
+     "before the 5.16 unwinder fix (`kretprobe_find_ret_addr`) a kretprobe cuts BPF stacks "
+     "at `kretprobe_trampoline` (seen on 5.10); the allocation's end is the "
+     "`mm_page_alloc` tracepoint itself, at the end of the same function"),
     ("Ring buffer or perf buffer",
      "`BPF_MAP_TYPE_RINGBUF` exists from 5.8 (commit 457f44363a88); older kernels deliver "
      "failure records through the perf buffer. Probed by creating a map, not by version"),
