@@ -96,9 +96,6 @@ class OrderRates:
         self._last = dict(counts)
         self._last_t = now
 
-    def total_attempt_rate(self) -> float:
-        return sum(a for a, _ in self.rates.values())
-
 
 def estimate_stack_counts(exact: Iterable[tuple[tuple, int]],
                           sampled: Iterable[tuple[tuple, int, int]]

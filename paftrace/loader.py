@@ -38,6 +38,10 @@ from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey, RawFailure
 from paftrace.tracefs import TraceFs, TraceFsError
 
 BPF_SOURCE = "pagealloc.c"
+# --all adaptive stack sampling: at most about this many stack walks per second
+# (the kernel adapts 1-in-N on each CPU, see next_sample_every in pagealloc.c).
+STACK_SAMPLES_PER_S = 2000
+SYMBOL_CACHE_MAX = 65536  # kernel return addresses remembered with their symbol
 
 
 class LoaderError(RuntimeError):
@@ -102,6 +106,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
         f"-DSTACK_STORAGE_SIZE={options.stack_storage}",
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
         f"-DAGG_ENTRIES={options.agg_entries}",
+        f"-DSAMPLE_PERIOD_NS={(os.cpu_count() or 1) * 1_000_000_000 // STACK_SAMPLES_PER_S}ULL",
         f"-DGFP_DIRECT_RECLAIM={table.value_of('__GFP_DIRECT_RECLAIM') or 0}ULL",
         f"-DGFP_NOWARN={table.value_of('__GFP_NOWARN') or 0}ULL",
         "-Wno-macro-redefined",
@@ -156,6 +161,7 @@ class TraceSession:
                               "(run 'paftrace doctor' to check headers and kernel support)"
                               ) from exc
         self.perf_lost = 0
+        self._symbols: dict[int, str] = {}
         self._on_failure = on_failure
         try:
             self._attach_optional()
@@ -164,7 +170,7 @@ class TraceSession:
             self.bpf.cleanup()
             raise LoaderError(f"could not attach probes: {exc}") from exc
         if options.trace_all:
-            self.set_sample_every(options.sample_every or 1)
+            self.set_sample_every(options.sample_every)
         self.reclaim = None
         if self.reclaim_plan is not None:
             self.reclaim = ReclaimTracker(self.bpf, self.reclaim_plan,
@@ -285,12 +291,26 @@ class TraceSession:
         return [self.symbolize(a) for a in addrs]
 
     def symbolize(self, addr: int) -> str:
-        sym = self.bpf.ksym(addr, show_module=True, show_offset=True).decode("utf-8", "replace")
-        return sym.replace(" [kernel]", "").replace(" [vmlinux]", "")
+        # A failure storm repeats the same few stacks: resolving each frame through
+        # bcc was half of the per-record cost (py-spy, docs/PERFORMANCE.md).
+        sym = self._symbols.get(addr)
+        if sym is None:
+            if len(self._symbols) >= SYMBOL_CACHE_MAX:
+                self._symbols.clear()
+            sym = self.bpf.ksym(addr, show_module=True, show_offset=True).decode("utf-8",
+                                                                                "replace")
+            sym = self._symbols[addr] = sym.replace(" [kernel]", "").replace(" [vmlinux]", "")
+        return sym
 
     def set_sample_every(self, every: int) -> None:
+        """Take 1 in `every` stacks; 0 lets the kernel adapt it."""
         cfg = self.bpf["sample_config"]
-        cfg[cfg.Key(0)] = cfg.Leaf(max(1, every))
+        cfg[cfg.Key(0)] = cfg.Leaf(max(0, every))
+
+    def sample_every(self) -> int:
+        """The largest 1-in-N stack sampling any CPU uses now (1 = every stack)."""
+        per_cpu = self.bpf["sampler"][0]
+        return max([s.every for s in per_cpu] + [1])
 
     def allocations(self) -> tuple[list[tuple[RawAllocKey, int]],
                                    list[tuple[RawAllocKey, int, int]]]:

@@ -37,6 +37,7 @@ from pathlib import Path
 F_SETPIPE_SZ = 1031
 PIPE_BUFFER_SIZE = 40  # sizeof(struct pipe_buffer) on 64-bit
 PIPE_MAX_SIZE = Path("/proc/sys/fs/pipe-max-size")
+LOCK_FILE = "/run/paftrace-provoke.lock"
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 CGROUP_V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 # Below order 4 (PAGE_ALLOC_COSTLY_ORDER is 3) a failed memcg charge is retried
@@ -143,6 +144,9 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
     pipe_size = pipe_size_for_order(order)
     block = (1 << order) * os.sysconf("SC_PAGE_SIZE")
     t0 = time.monotonic()
+    # Concurrent runs would restore each other's fs.pipe-max-size: one at a time.
+    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held until the end of this function
+    fcntl.flock(lock, fcntl.LOCK_EX)
     old_handler = signal.signal(signal.SIGTERM, _terminate)
     old_max = PIPE_MAX_SIZE.read_text().strip()
     cgroup = MemoryCgroup(f"paftrace-provoke-{os.getpid()}")
@@ -179,6 +183,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
         cgroup.remove()
         PIPE_MAX_SIZE.write_text(old_max)
         signal.signal(signal.SIGTERM, old_handler)
+        lock.close()
 
 
 def _send(worker: subprocess.Popen[str], word: str) -> None:

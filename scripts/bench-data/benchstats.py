@@ -1,0 +1,110 @@
+"""Pure parts of scripts/bench: statistics, targets, the printed table."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+# Targets of issue 5, as multiples of the empty program's overhead (workload a).
+TARGET_ORDER4_VS_FLOOR = 1.2
+TARGET_ALL_VS_FLOOR = 2.0
+TARGET_STARTUP_S = 1.0
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median of a tracer's runs and how far the runs stray from it."""
+
+    median: float
+    low: float
+    high: float
+    runs: int
+
+    @property
+    def spread_pct(self) -> float:
+        """(max - min) / median, in percent: honest for a handful of rounds."""
+        return 100.0 * (self.high - self.low) / self.median if self.median else 0.0
+
+
+def spread(values: Iterable[float]) -> Spread:
+    vals = sorted(values)
+    if not vals:
+        raise ValueError("no values")
+    return Spread(statistics.median(vals), vals[0], vals[-1], len(vals))
+
+
+def ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline else 0.0
+
+
+def overhead(ratio_to_baseline: float) -> float:
+    """Fraction of throughput lost: 0.10 means 10 % slower."""
+    return 1.0 - ratio_to_baseline
+
+
+def added_ns(rate: float, baseline_rate: float) -> float:
+    """Extra time per operation a tracer adds, from two rates (ops/s)."""
+    if not rate or not baseline_rate:
+        return 0.0
+    return (1.0 / rate - 1.0 / baseline_rate) * 1e9
+
+
+def rotation(names: Sequence[str], round_index: int) -> list[str]:
+    """Round r starts at a different tracer, so none always runs first or last."""
+    k = round_index % len(names) if names else 0
+    return list(names[k:]) + list(names[:k])
+
+
+def versus_floor(tracer_overhead: float, floor_overhead: float) -> float | None:
+    """How many times the empty program's overhead a tracer costs."""
+    if floor_overhead <= 0:
+        return None
+    return tracer_overhead / floor_overhead
+
+
+def parse_prog_stats(bpftool_json: list[dict]) -> list[dict]:
+    """`bpftool prog show --json` entries -> name, runs, ns per run (bpf_stats on)."""
+    out = []
+    for prog in bpftool_json:
+        runs = prog.get("run_cnt", 0)
+        total = prog.get("run_time_ns", 0)
+        out.append({"id": prog.get("id"), "name": prog.get("name", "?"), "runs": runs,
+                    "ns_per_run": round(total / runs, 1) if runs else 0.0,
+                    "total_ms": round(total / 1e6, 2)})
+    return sorted(out, key=lambda p: -p["total_ms"])
+
+
+def format_table(tracers: Sequence[str], workloads: Sequence[str],
+                 cells: dict[str, dict[str, dict]]) -> str:
+    """One row per tracer: ratio to baseline (spread %) for each workload."""
+    head = f"{'tracer':24}" + "".join(f"{w:>22}" for w in workloads)
+    lines = [head, "-" * len(head)]
+    for name in tracers:
+        row = f"{name:24}"
+        for w in workloads:
+            cell = cells.get(name, {}).get(w)
+            if not cell:
+                row += f"{'-':>22}"
+                continue
+            text = f"{cell['ratio']:.3f} ({cell['spread_pct']:.0f}%)"
+            row += f"{text:>22}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def format_markdown(tracers: Sequence[str], workloads: Sequence[str],
+                    cells: dict[str, dict[str, dict]], startup: dict[str, float]) -> str:
+    """The table of docs/PERFORMANCE.md: ratio, spread and added ns per operation."""
+    head = "| tracer | " + " | ".join(f"({w}) ratio · spread · +ns/op" for w in workloads) + \
+        " | start s |"
+    lines = [head, "|---" * (len(workloads) + 2) + "|"]
+    for name in tracers:
+        row = [name]
+        for w in workloads:
+            cell = cells.get(name, {}).get(w)
+            row.append(f"{cell['ratio']:.3f} · {cell['spread_pct']:.0f}% · "
+                       f"{cell['added_ns_per_op']:+.0f}" if cell else "–")
+        row.append(f"{startup[name]:.2f}" if name in startup else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)

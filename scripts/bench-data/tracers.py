@@ -1,0 +1,151 @@
+"""The tracers the bench compares, and one running tracer as a child process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BPFTRACE_ONE_LINER = "tracepoint:kmem:mm_page_alloc { @[args->order, kstack] = count(); }"
+PERF_SETTLE_S = 0.5  # perf prints nothing once attached: wait for its fds, then this
+
+
+@dataclass(frozen=True)
+class Tracer:
+    name: str
+    argv: tuple[str, ...]  # "{dir}" is replaced by a scratch directory
+    ready: str             # a line starting with this means attached; "" = perf fds
+    paftrace: bool = False
+
+    def command(self, scratch: Path) -> list[str]:
+        return [a.replace("{dir}", str(scratch)) for a in self.argv]
+
+
+def all_tracers(python: str, paftrace: list[str]) -> list[Tracer]:
+    """Baseline first; the order of the issue."""
+    return [
+        Tracer("baseline", (), ""),
+        Tracer("empty-bpf", (python, str(HERE / "empty_tracer.py")), "attached"),
+        Tracer("paftrace -o 4", (*paftrace, "--order", "4", "--json"), '{"type":"attached"',
+               paftrace=True),
+        Tracer("paftrace -o 0+ --all", (*paftrace, "--order", "0+", "--all", "--json"),
+               '{"type":"attached"', paftrace=True),
+        Tracer("bpftrace", ("bpftrace", "-e", BPFTRACE_ONE_LINER), "Attaching"),
+        Tracer("perf record -g", ("perf", "record", "-q", "-e", "kmem:mm_page_alloc", "-g", "-a",
+                                  "-o", "{dir}/perf.data"), ""),
+        Tracer("trace-cmd -T", ("trace-cmd", "record", "-e", "kmem:mm_page_alloc", "-T",
+                                "-o", "{dir}/trace.dat"), "Hit Ctrl^C"),
+    ]
+
+
+def _default_sigint() -> None:
+    # A shell's background job inherits SIGINT ignored; bpftrace then would not stop.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class TracerError(RuntimeError):
+    pass
+
+
+class Running:
+    """A started tracer: its output drained by threads so it never blocks."""
+
+    def __init__(self, tracer: Tracer, scratch: Path):
+        self.tracer = tracer
+        self.t0 = time.monotonic()
+        self.ready_s: float | None = None
+        self.ready_event = threading.Event()
+        self.stdout_tail: deque[str] = deque(maxlen=3)
+        self.stderr_tail: deque[str] = deque(maxlen=5)
+        self.failure_lines = 0
+        self.proc = subprocess.Popen(tracer.command(scratch), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, errors="replace",
+                                     start_new_session=True, preexec_fn=_default_sigint)
+        self._threads = [threading.Thread(target=self._drain, args=(s, t), daemon=True)
+                         for s, t in ((self.proc.stdout, self.stdout_tail),
+                                      (self.proc.stderr, self.stderr_tail))]
+        for thread in self._threads:
+            thread.start()
+
+    def _drain(self, stream, tail: deque[str]) -> None:
+        ready = self.tracer.ready
+        for line in stream:
+            if ready and self.ready_s is None and line.startswith(ready):
+                self.ready_s = time.monotonic() - self.t0
+                self.ready_event.set()
+            if line.startswith('{"type":"failure"'):
+                self.failure_lines += 1
+            elif line.strip():
+                tail.append(line.rstrip())
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Seconds from process start to probes attached."""
+        deadline = self.t0 + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                time.sleep(0.2)  # let the drain threads read the error
+                raise TracerError(self.why())
+            if self.tracer.ready:
+                if self.ready_event.wait(0.02):
+                    return self.ready_s or 0.0
+            elif self._perf_fds() >= os.cpu_count():
+                seen = time.monotonic() - self.t0
+                time.sleep(PERF_SETTLE_S)
+                return seen
+            else:
+                time.sleep(0.02)
+        self.stop()
+        raise TracerError(f"not attached after {timeout:.0f} s")
+
+    def why(self) -> str:
+        return (" / ".join(self.stderr_tail) or f"exit status {self.proc.returncode}")[:300]
+
+    def _perf_fds(self) -> int:
+        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
+        count = 0
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    count += os.readlink(fd) == "anon_inode:[perf_event]"
+        return count
+
+    def rss_kib(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def bpf_prog_ids(self) -> list[int]:
+        """Ids of the BPF programs this process holds (from /proc/PID/fdinfo)."""
+        ids = []
+        for info in Path(f"/proc/{self.proc.pid}/fdinfo").iterdir():
+            try:
+                text = info.read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("prog_id:"):
+                    ids.append(int(line.split()[1]))
+        return ids
+
+    def stop(self, timeout: float = 60.0) -> int:
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0),
+                          (signal.SIGKILL, None)):
+            if self.proc.poll() is not None:
+                break
+            self.proc.send_signal(sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(wait)
+        for thread in self._threads:
+            thread.join(5)
+        return self.proc.returncode

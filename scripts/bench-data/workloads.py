@@ -1,0 +1,117 @@
+"""The bench's workloads: storm.c built once with gcc, run for a fixed time.
+
+Throughput is operations per second as storm.c counts them: pages faulted in
+(fault), order-4 pipe-ring grow/shrink cycles (pipe), failed grows (fail).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from paftrace.provoke import PIPE_MAX_SIZE, MemoryCgroup, pipe_size_for_order
+
+HERE = Path(__file__).resolve().parent
+FAIL_ORDER = 4
+PIPE_STORM_BYTES = 4 << 20  # storm.c PIPE_BIG
+
+WORKLOADS = {
+    "fault": "(a) order-0 page-fault storm: mmap, touch, munmap (pages/s)",
+    "pipe": "(b) order-4 storm without failures: pipe ring 4 MiB grow/shrink (cycles/s)",
+    "fail": "(c) order-4 failure storm: provoke's memory-cgroup method in a loop (failures/s)",
+}
+
+
+class WorkloadError(RuntimeError):
+    pass
+
+
+@dataclass
+class Result:
+    workload: str
+    ops: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+
+def build(workdir: Path) -> Path:
+    exe = workdir / "storm"
+    cmd = ["gcc", "-O2", "-Wall", "-o", str(exe), str(HERE / "storm.c")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise WorkloadError(f"gcc failed to build storm.c: {done.stderr.strip()[:300]}")
+    return exe
+
+
+def parse_output(text: str) -> tuple[int, float]:
+    """storm.c's last line: '<operations> <seconds>'."""
+    fields = text.strip().splitlines()[-1].split() if text.strip() else []
+    if len(fields) != 2:
+        raise WorkloadError(f"unexpected storm output: {text.strip()[-200:]!r}")
+    return int(fields[0]), float(fields[1])
+
+
+class PipeMaxSize:
+    """Raise fs.pipe-max-size for the bench (root here lacks CAP_SYS_RESOURCE), restore it."""
+
+    def __init__(self, needed: int):
+        self.needed = needed
+        self.old: str | None = None
+
+    def __enter__(self) -> PipeMaxSize:
+        self.old = PIPE_MAX_SIZE.read_text().strip()
+        if int(self.old) < self.needed:
+            PIPE_MAX_SIZE.write_text(str(self.needed))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is not None:
+            PIPE_MAX_SIZE.write_text(self.old)
+
+
+def run(exe: Path, workload: str, seconds: float, cpu: int | None = None) -> Result:
+    if workload == "fail":
+        return _run_fail(exe, seconds, cpu)
+    done = subprocess.run([str(exe), workload, str(seconds)], capture_output=True, text=True,
+                          preexec_fn=_pin(cpu))
+    if done.returncode:
+        raise WorkloadError(f"storm {workload}: {done.stderr.strip()[:300]}")
+    return Result(workload, *parse_output(done.stdout))
+
+
+def _pin(cpu: int | None):
+    return None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})
+
+
+def _run_fail(exe: Path, seconds: float, cpu: int | None) -> Result:
+    """A worker in a memory cgroup set just below one more order-4 block."""
+    pipe_size = pipe_size_for_order(FAIL_ORDER)
+    block = (1 << FAIL_ORDER) * os.sysconf("SC_PAGE_SIZE")
+    cgroup = MemoryCgroup(f"paftrace-bench-{os.getpid()}")
+    worker = None
+    try:
+        cgroup.no_swap()
+        cgroup.set_limit(64 << 20)
+        # One CPU: one per-CPU charge stock to use up (paftrace/provoke.py).
+        worker = subprocess.Popen([str(exe), "fail", str(seconds), str(pipe_size)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  preexec_fn=_pin(0 if cpu is None else cpu))
+        assert worker.stdin and worker.stdout
+        cgroup.add(worker.pid)
+        if worker.stdout.readline().strip() != "ready":
+            raise WorkloadError("storm fail: worker did not start")
+        cgroup.set_limit(cgroup.usage() + block // 2)
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+        out, _ = worker.communicate(timeout=seconds + 60)
+        return Result("fail", *parse_output(out))
+    finally:
+        if worker and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        cgroup.remove()

@@ -1,0 +1,146 @@
+"""scripts/bench: its pure parts (statistics, parsing) and its workloads for real.
+
+No timing assertions: the bench prints ratios, these tests check the arithmetic
+and that each workload really does what it counts.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import DATA, needs_root, run_tracer
+
+BENCH_DATA = Path(__file__).resolve().parent.parent / "scripts" / "bench-data"
+sys.path.insert(0, str(BENCH_DATA))
+
+import bench  # noqa: E402
+import benchstats as st  # noqa: E402
+import workloads as wl  # noqa: E402
+
+
+def test_spread_is_median_and_range():
+    s = st.spread([10.0, 14.0, 11.0, 9.0, 12.0])
+    assert (s.median, s.low, s.high, s.runs) == (11.0, 9.0, 14.0, 5)
+    assert s.spread_pct == pytest.approx(100 * 5 / 11)
+
+
+def test_spread_of_even_count_averages_the_middle_pair():
+    assert st.spread([4.0, 1.0, 3.0, 2.0]).median == 2.5
+
+
+def test_spread_needs_values():
+    with pytest.raises(ValueError):
+        st.spread([])
+
+
+def test_ratio_overhead_and_added_time_per_operation():
+    r = st.ratio(450_000, 500_000)
+    assert r == pytest.approx(0.9)
+    assert st.overhead(r) == pytest.approx(0.1)
+    # 1/450k - 1/500k seconds = 222.2 ns more per operation
+    assert st.added_ns(450_000, 500_000) == pytest.approx(222.22, abs=0.01)
+    assert st.ratio(1.0, 0.0) == 0.0 and st.added_ns(0.0, 1.0) == 0.0
+
+
+def test_rotation_puts_every_tracer_first_once():
+    names = ["baseline", "a", "b", "c"]
+    firsts = [st.rotation(names, r)[0] for r in range(len(names))]
+    assert sorted(firsts) == sorted(names)
+    assert all(sorted(st.rotation(names, r)) == sorted(names) for r in range(7))
+
+
+def test_versus_floor():
+    assert st.versus_floor(0.12, 0.10) == pytest.approx(1.2)
+    assert st.versus_floor(0.12, 0.0) is None  # no measurable floor: no verdict
+
+
+def test_prog_stats_from_real_bpftool_output():
+    shown = json.loads((DATA / "bench" / "bpftool-prog-show.json").read_text())
+    progs = st.parse_prog_stats(shown)
+    assert progs, "the sample holds programs with run-time stats"
+    by_total = [p["total_ms"] for p in progs]
+    assert by_total == sorted(by_total, reverse=True)
+    for raw in shown:
+        mine = next(p for p in progs if p["id"] == raw["id"])
+        runs = raw.get("run_cnt", 0)
+        assert mine["runs"] == runs
+        if runs:
+            assert mine["ns_per_run"] == pytest.approx(raw["run_time_ns"] / runs, abs=0.05)
+
+
+def test_table_has_a_row_per_tracer_and_dashes_for_missing_cells():
+    cells = {"baseline": {"fault": {"ratio": 1.0, "spread_pct": 3.0}},
+             "paftrace": {"fault": {"ratio": 0.9123, "spread_pct": 4.4}}}
+    text = st.format_table(["baseline", "paftrace", "trace-cmd"], ["fault", "pipe"], cells)
+    rows = text.splitlines()
+    assert len(rows) == 5
+    assert "0.912 (4%)" in rows[3] and rows[4].split() == ["trace-cmd", "-", "-"]
+
+
+def test_storm_output_parsing():
+    assert wl.parse_output("ready\n1254400 2.001047\n") == (1254400, 2.001047)
+    with pytest.raises(wl.WorkloadError):
+        wl.parse_output("")
+    with pytest.raises(wl.WorkloadError):
+        wl.parse_output("mmap: Cannot allocate memory\n")
+
+
+def test_targets_compare_with_the_empty_program():
+    cells = {"empty-bpf": {"fault": {"ratio": 0.90}},
+             "paftrace -o 4": {"fault": {"ratio": 0.89}},
+             "paftrace -o 0+ --all": {"fault": {"ratio": 0.70}}}
+    targets = bench.Bench.targets(cells)
+    assert targets["paftrace -o 4"]["times_floor"] == pytest.approx(1.1)
+    assert targets["paftrace -o 4"]["met"] is True
+    assert targets["paftrace -o 0+ --all"]["times_floor"] == pytest.approx(3.0)
+    assert targets["paftrace -o 0+ --all"]["met"] is False
+
+
+@needs_root
+@pytest.mark.parametrize("workload", sorted(wl.WORKLOADS))
+def test_each_workload_runs_and_counts(tmp_path, workload):
+    exe = wl.build(tmp_path)
+    with wl.PipeMaxSize(wl.PIPE_STORM_BYTES):
+        result = wl.run(exe, workload, 0.3)
+    assert result.workload == workload
+    assert result.ops > 0 and result.seconds >= 0.3
+
+
+def test_markdown_table_rows_and_missing_tracer():
+    cells = {"baseline": {"fault": {"ratio": 1.0, "spread_pct": 2.0, "added_ns_per_op": 0.0}},
+             "bpftrace": {"fault": {"ratio": 0.452, "spread_pct": 6.4,
+                                    "added_ns_per_op": 1943.6}}}
+    text = st.format_markdown(["baseline", "bpftrace", "trace-cmd"], ["fault"], cells,
+                              {"bpftrace": 0.099})
+    rows = text.splitlines()
+    assert rows[1] == "|---|---|---|"
+    assert rows[3] == "| bpftrace | 0.452 · 6% · +1944 | 0.10 |"
+    assert rows[4] == "| trace-cmd | – | – |"
+
+
+@needs_root
+@pytest.mark.parametrize("fixed", [None, 1])
+def test_all_samples_stacks_in_the_kernel_under_the_fault_storm(tmp_path, fixed):
+    """Adaptive: the kernel raises 1-in-N as soon as the storm starts (any rate above one
+    walk per CPU per period gives N > 1) and marks stack counts as estimates; a fixed
+    --stack-sample 1 keeps every stack and exact counts."""
+    exe = wl.build(tmp_path)
+    args = ["--order", "0", "--all"] + (["--stack-sample", str(fixed)] if fixed else [])
+    run = run_tracer(args, lambda: wl.run(exe, "fault", 1.0))
+    assert run.returncode == 130, run.stderr
+    summary = run.lines[-1]
+    assert summary["type"] == "summary" and summary["lost"]["records"] == 0
+    rows = summary["allocations"]
+    assert sum(r["count"] for r in rows) >= run.workload_result.ops  # every fault counted
+    top = max(rows, key=lambda r: r["count"])
+    if fixed:
+        assert summary["stack_sample_every"] == 1 and not top["stacks_estimated"]
+    else:
+        assert summary["stack_sample_every"] > 1 and top["stacks_estimated"]
+    # Estimates are scaled to the exact count of their key.
+    assert sum(s["count"] for s in top["stacks"]) == pytest.approx(top["count"], rel=0.02) \
+        or len(top["stacks"]) == 5
