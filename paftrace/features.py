@@ -41,11 +41,12 @@ ALLOC_ENTRY_NAMES = (
 WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
 # What warn_alloc() calls only once past its rate limit, to tell a printed warning
 # from a rate-limited one: warn_alloc_show_mem() is inlined, but it calls
-# __show_mem() (6.x; show_mem() before 6.0). dump_stack()/dump_stack_lvl() (5.13)
-# come after, as a last resort: 5.10 to 6.12 refuse kprobes there ("not
-# traceable", EINVAL), so the loader tries these in order and keeps the first
-# that attaches.
-PRINTED_MARKER_NAMES = ("__show_mem", "show_mem", "dump_stack_lvl", "dump_stack")
+# __show_mem() (6.x; show_mem() before), which calls __show_free_areas() /
+# show_free_areas(); dump_stack()/dump_stack_lvl() (5.13) come before them. Some of
+# these live in lib/ and are not traceable, e.g. show_mem and dump_stack on 5.10,
+# __show_mem on 6.1 (kernel matrix): the loader keeps the first that attaches.
+PRINTED_MARKER_NAMES = ("__show_mem", "show_mem", "__show_free_areas", "show_free_areas",
+                        "dump_stack_lvl", "dump_stack")
 
 # x86 system vectors paftrace brackets (pagealloc.c SYSTEM_VECTOR, same order).
 # Not irq_work: perf and the BPF ring buffer wake readers through irq_work, and
@@ -64,7 +65,8 @@ class KernelInfo(Protocol):
 
     def read_format(self, category: str, event: str) -> TracepointFormat | None: ...
 
-    def has_function(self, name: str) -> bool: ...
+    def has_function(self, name: str) -> bool:
+        """A kernel function kprobes can attach to (in kallsyms and traceable)."""
 
     def kprobes_available(self) -> bool: ...
 
@@ -98,7 +100,22 @@ class LiveKernel:
         return frozenset(names)
 
     def has_function(self, name: str) -> bool:
-        return name in self._functions
+        return name in self._functions and self._traceable(name)
+
+    @cached_property
+    def _ftrace_functions(self) -> frozenset[str] | None:
+        """Kprobe events refuse functions ftrace cannot trace (notrace, most of lib/)
+        unless CONFIG_KPROBE_EVENTS_ON_NOTRACE; None when the list is unreadable."""
+        root = self.tracefs.locate()
+        try:
+            with open(root / "available_filter_functions") as f:  # type: ignore[operator]
+                return frozenset(line.split()[0] for line in f if line.strip())
+        except (OSError, TypeError):
+            return None
+
+    def _traceable(self, name: str) -> bool:
+        listed = self._ftrace_functions
+        return listed is None or name in listed
 
     def kprobes_available(self) -> bool:
         # bcc uses the perf kprobe PMU (4.17+) or tracefs kprobe_events.

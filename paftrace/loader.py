@@ -38,6 +38,11 @@ from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey, RawFailure
 from paftrace.tracefs import TraceFs, TraceFsError
 
 BPF_SOURCE = "pagealloc.c"
+# x86-64 module mapping space (Documentation/arch/x86/x86_64/mm.rst: MODULES_VADDR).
+X86_64_MODULES_START = 0xFFFFFFFFA0000000
+# A module frame this far past its symbol lies in freed or unknown text (seen in the
+# kernel matrix: "ext4_exit_fs+0xa4b64" for a freed init function of another module).
+MAX_MODULE_SYMBOL_OFFSET = 0x4000
 # --all adaptive stack sampling: at most about this many stack walks per second
 # (the kernel adapts 1-in-N on each CPU, see next_sample_every in pagealloc.c).
 STACK_SAMPLES_PER_S = 2000
@@ -162,6 +167,7 @@ class TraceSession:
                               ) from exc
         self.perf_lost = 0
         self._symbols: dict[int, str] = {}
+        self._modules_seen = ""
         self._on_failure = on_failure
         try:
             self._attach_optional()
@@ -288,7 +294,23 @@ class TraceSession:
             addrs = list(self.bpf["stacks"].walk(stack_id))
         except KeyError:
             return []
+        if any(a >= X86_64_MODULES_START for a in addrs):
+            self._refresh_symbols_if_modules_changed()
         return [self.symbolize(a) for a in addrs]
+
+    def _refresh_symbols_if_modules_changed(self) -> None:
+        """bcc reads /proc/kallsyms once: a module loaded since (a driver, a test
+        module) would be named after its neighbour. Failures in modules are rare,
+        so re-check the module list only for those."""
+        try:
+            modules = Path("/proc/modules").read_text()
+        except OSError:
+            return
+        if modules != self._modules_seen:
+            self._modules_seen = modules
+            cache = self._bcc.BPF._sym_cache(-1)
+            self._bcc.libbcc.lib.bcc_symcache_refresh(cache.cache)
+            self._symbols.clear()
 
     def symbolize(self, addr: int) -> str:
         # A failure storm repeats the same few stacks: resolving each frame through
@@ -299,7 +321,12 @@ class TraceSession:
                 self._symbols.clear()
             sym = self.bpf.ksym(addr, show_module=True, show_offset=True).decode("utf-8",
                                                                                 "replace")
-            sym = self._symbols[addr] = sym.replace(" [kernel]", "").replace(" [vmlinux]", "")
+            sym = sym.replace(" [kernel]", "").replace(" [vmlinux]", "")
+            if addr >= X86_64_MODULES_START and _offset(sym) > MAX_MODULE_SYMBOL_OFFSET:
+                # Module text whose symbol is gone (a module's init code is freed
+                # right after init): the nearest older symbol would be a lie.
+                sym = f"{addr:#x} [module text, symbol gone]"
+            self._symbols[addr] = sym
         return sym
 
     def set_sample_every(self, every: int) -> None:
@@ -322,6 +349,13 @@ class TraceSession:
 
     def close(self) -> None:
         self.bpf.cleanup()
+
+
+def _offset(symbol: str) -> int:
+    """'name+0x1f [mod]' -> 0x1f; 0 when there is none."""
+    _, plus, rest = symbol.partition("+0x")
+    digits = rest.split(" ", 1)[0]
+    return int(digits, 16) if plus and digits else 0
 
 
 def _to_key(raw: Any) -> RawAllocKey:

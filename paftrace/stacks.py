@@ -38,6 +38,8 @@ def is_allocator_frame(frame: str) -> bool:
 def requester(frames: list[str]) -> str | None:
     """Innermost frame outside the allocator, as printed (keeps `[module]`)."""
     for frame in frames:
+        if frame.startswith("0x"):
+            return frame  # module text with no symbol left: blaming its caller would mislead
         name = symbol_name(frame)
         if name and not is_allocator_frame(frame):
             module = re.search(r"\[([\w-]+)\]\s*$", frame)

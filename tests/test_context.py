@@ -90,3 +90,9 @@ def test_requester_skips_allocator_and_slab():
             "__kmalloc_noprof+0x4ad", "pipe_resize_ring+0x30", "pipe_fcntl+0xf2"]
     assert requester(pipe) == "pipe_resize_ring"
     assert requester([]) is None
+
+
+def test_unnamed_module_text_is_the_requester_not_its_caller():
+    frames = ["__alloc_pages_noprof+0x228", "alloc_pages_mpol_noprof+0x8f",
+              "0xffffffffc0a1b2c3 [module text, symbol gone]", "do_one_initcall+0x5b"]
+    assert requester(frames) == "0xffffffffc0a1b2c3 [module text, symbol gone]"

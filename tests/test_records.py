@@ -36,3 +36,11 @@ def test_failure_record_layout():
 
 def test_alloc_key_layout():
     assert ctypes_layout(RawAllocKey) == c_struct_layout("alloc_key")
+
+
+def test_symbol_offsets_are_parsed():
+    from paftrace.loader import _offset
+
+    assert _offset("ext4_exit_fs+0xa4b64 [ext4]") == 0xA4B64
+    assert _offset("pipe_resize_ring+0x30") == 0x30
+    assert _offset("[unknown]") == 0
