@@ -145,3 +145,19 @@ def test_docs_name_each_kernel_and_its_verdict():
     assert "__alloc_frozen_pages_noprof" in doc  # the fallback facts
     snippet = render_readme_snippet(results, suites)
     assert "docs/KERNELS.md" in snippet and results[0].kernel in snippet
+
+
+def test_live_guest_ties_the_printed_failure_to_its_compaction_stall():
+    r = analyse(GUEST_OK)
+    assert r.warn_stall_ms and r.warn_stall_ms > 0
+
+
+def test_printed_failure_without_its_stall_is_a_problem(guest_copy: Path):
+    def drop_stall(record: dict) -> dict:
+        if record.get("type") == "failure":
+            record["stall"] = None
+        return record
+
+    edit_trace(guest_copy, drop_stall)
+    assert "the printed failure carries no direct-compaction stall" in \
+        analyse(guest_copy).problems

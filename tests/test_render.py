@@ -60,8 +60,12 @@ def test_live_view_renders_hostile_comm_as_text():
     live = LiveRenderer(console)
     live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
     agg = FailureAggregator()
-    agg.add(sample_failure())
-    live.failure(sample_failure())
+    failure = sample_failure()
+    failure.buddyinfo = {"order": 4, "sample_age_ms": 12.0, "zones": [
+        {"node": 0, "zone": "Normal", "blocks_at_or_above": 0, "free_pages": 300000,
+         "order0_pages": 290000, "unusable_index": 1.0}]}
+    agg.add(failure)
+    live.failure(failure)
     live.event({"type": "stall", "ts_ns": 2 * 10**9, "kind": "direct_compaction",
                 "duration_ms": 40.5, "comm": "kworker", "pid": 9, "order": 4,
                 "outcome": "no_page"})
@@ -74,3 +78,4 @@ def test_live_view_renders_hostile_comm_as_text():
     assert "[bold red]x\\x1b[2J" in text  # shown literally, not as markup or escape
     assert "net_rx_action+0x2" in text and "softirq NET_RX in a" in text
     assert "direct_compaction 40.5ms order 4 -> no_page" in text  # the timeline
+    assert "N0/Normal: 0 blocks >= order 4" in text  # the memory state at the failure

@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from paftrace.procfs.report import failure_line as buddy_line
 from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
@@ -73,6 +74,10 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
         f = site.sample
         body = Text()
         body.append(f"rule: {f.rule}\n", style="italic")
+        if f.buddyinfo:  # the free lists when this call site last failed
+            body.append(buddy_line(f.buddyinfo) + "\n", style="cyan")
+        if f.stall and f.stall["direct_compaction"]["count"] + f.stall["direct_reclaim"]["count"]:
+            body.append(StallLog.stall_line(f.stall) + "\n", style="yellow")
         for frame in f.stack[:14]:
             body.append(printable(frame) + "\n")
         if len(f.stack) > 14:

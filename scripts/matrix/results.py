@@ -39,6 +39,7 @@ class KernelResult:
     silent_seen: int                 # ... of which marked silent
     warn_printed: bool | None        # dmesg has "page allocation failure: order:10"; None: untested
     warn_marked: bool | None         # the trace marked that failure "reported"
+    warn_stall_ms: float | None = None  # direct compaction the trace tied to that failure
     problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -122,6 +123,8 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         warn_printed=printed if warn_tested else None,
         warn_marked=any(f.get("visibility") == "reported" for f in warned)
         if warn_tested else None,
+        warn_stall_ms=max((f["stall"]["direct_compaction"]["total_ms"] for f in warned
+                           if f.get("stall")), default=None),
     )
     result.problems = problems(result, selftest, attached)
     return result
@@ -152,6 +155,12 @@ def problems(r: KernelResult, selftest: dict, attached: dict) -> list[str]:
                    "page allocation failure")
     if r.warn_printed and r.warn_kprobe and not r.warn_marked:
         out.append("the kernel printed the failure but paftrace did not mark it reported")
+    # The costly-order __GFP_NORETRY request tries async direct compaction before
+    # failing (mm/page_alloc.c slow path): the timeline must show that stall.
+    compaction_traced = any(p == "tracepoint:compaction:mm_compaction_try_to_compact_pages"
+                            for p in r.probes)
+    if r.warn_printed and compaction_traced and not r.warn_stall_ms:
+        out.append("the printed failure carries no direct-compaction stall")
     return out
 
 
@@ -165,7 +174,8 @@ def _yes(value: bool | None) -> str:
 
 def table_rows(results: list[KernelResult]) -> list[list[str]]:
     rows = [["kernel", "where", "selftest", "seen/provoked", "ring", "irq tp", "warn_alloc",
-             "alloc entry kprobe", "NET_RX allocs", "silent", "printed", "marked"]]
+             "alloc entry kprobe", "NET_RX allocs", "silent", "printed", "marked",
+             "stall before"]]
     for r in results:
         rows.append([
             r.kernel, r.where, r.selftest, f"{r.failures_seen}/{r.failures_provoked}",
@@ -174,6 +184,7 @@ def table_rows(results: list[KernelResult]) -> list[list[str]]:
             r.alloc_entry_attached or ("-" if r.kprobes_available else "no kprobes"),
             str(r.softirq_allocations), f"{r.silent_seen}/{r.silent_provoked}",
             _yes(r.warn_printed), _yes(r.warn_marked),
+            "n/a" if r.warn_stall_ms is None else f"{r.warn_stall_ms:.1f} ms compaction",
         ])
     return rows
 
