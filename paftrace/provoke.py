@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from paftrace.childproc import python_env, read_line
+
 F_SETPIPE_SZ = 1031
 PIPE_BUFFER_SIZE = 40  # sizeof(struct pipe_buffer) on 64-bit
 PIPE_MAX_SIZE = Path("/proc/sys/fs/pipe-max-size")
@@ -160,7 +162,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
             [sys.executable, "-m", "paftrace.provoke", "--worker", str(pipe_size),
              str(count), str(fill_mib), comm or ""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            env=python_env(),
         )
         assert worker.stdin and worker.stdout
         cgroup.add(worker.pid)
@@ -193,21 +195,11 @@ def _send(worker: subprocess.Popen[str], word: str) -> None:
 
 
 def _expect(worker: subprocess.Popen[str], word: str, timeout: float) -> str:
-    assert worker.stdout
-    deadline = time.monotonic() + timeout
-    import select  # noqa: PLC0415
-
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([worker.stdout], [], [], 0.2)
-        if ready:
-            line = worker.stdout.readline()
-            if not line:
-                break
-            if line.startswith(word):
-                return line.strip()
-    code = worker.poll()
-    raise ProvokeError(f"provoke worker did not say {word!r} (exit status {code}); "
-                       "was it killed by the memory cgroup?")
+    line = read_line(worker, timeout, word)
+    if line is None:
+        raise ProvokeError(f"provoke worker did not say {word!r} (exit status "
+                           f"{worker.poll()}); was it killed by the memory cgroup?")
+    return line
 
 
 def _worker(pipe_size: int, count: int, fill_mib: int, comm: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import click
 
+from paftrace.childproc import python_env
 from paftrace.loader import LoaderError, require_root
 from paftrace.netload import loopback_connections
 from paftrace.options import TraceOptions
@@ -80,9 +81,11 @@ def _run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
     return result.get("value")
 
 
-def provoke_subprocess(count: int, order: int) -> dict:
+def provoke_subprocess(count: int, order: int, *extra: str) -> dict:
+    """Run scripts/provoke's method in a child; its JSON result."""
     proc = subprocess.run([sys.executable, "-m", "paftrace.provoke", "-n", str(count), "-o",
-                           str(order)], capture_output=True, text=True, timeout=120)
+                           str(order), *extra], capture_output=True, text=True, timeout=120,
+                          env=python_env())
     if proc.returncode not in (0, 1) or not proc.stdout.strip():
         raise RuntimeError(f"provoke failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -14,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from paftrace.childproc import read_line
+from paftrace.selftest import provoke_subprocess as provoke  # noqa: F401 - for tests
 
 DATA = Path(__file__).parent / "data"
 IS_ROOT = os.geteuid() == 0
@@ -57,20 +59,9 @@ def run_tracer(args: list[str], workload: Callable[[], object] | None = None,
     with a signal (or let --duration end it), and parse every line."""
     proc = subprocess.Popen(paftrace_cmd() + ["--json", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if '"type":"attached"' in line:
-                break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            break
+    # `attached` is the first line paftrace prints; nothing comes before it.
+    attached = read_line(proc, timeout, '{"type":"attached"')
+    lines = [attached] if attached else []
     try:
         result = workload() if workload and proc.poll() is None else None
     finally:  # a failing workload must not leave the tracer running
@@ -80,10 +71,3 @@ def run_tracer(args: list[str], workload: Callable[[], object] | None = None,
     out, err = proc.communicate(timeout=timeout)
     lines += out.splitlines(keepends=True)
     return TraceRun(proc.returncode, [json.loads(x) for x in lines if x.strip()], err, result)
-
-
-def provoke(count: int, order: int, *extra: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "paftrace.provoke", "-n", str(count), "-o",
-                           str(order), *extra], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip(), proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])

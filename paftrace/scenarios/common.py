@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from paftrace.childproc import python_env, read_line
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.frag import blocks_at_or_above
-
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class ScenarioError(RuntimeError):
@@ -52,25 +48,13 @@ def free_blocks(order: int) -> int:
     return sum(blocks_at_or_above(z.free, order) for z in zones)
 
 
-def python_env() -> dict[str, str]:
-    """Environment for a child `python -m paftrace...`, wherever the checkout is."""
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{PACKAGE_ROOT}{os.pathsep + path if path else ''}"}
-
-
 def read_json_line(proc: subprocess.Popen[str], timeout: float, name: str) -> dict:
     """The next JSON line a child prints, or ScenarioError if it exits or is too slow."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            return json.loads(line)
-    raise ScenarioError(f"{name} said nothing within {timeout:.0f} s "
-                        f"(exit status {proc.poll()})")
+    line = read_line(proc, timeout)
+    if line is None:
+        raise ScenarioError(f"{name} said nothing within {timeout:.0f} s "
+                            f"(exit status {proc.poll()})")
+    return json.loads(line)
 
 
 @contextlib.contextmanager
