@@ -16,9 +16,11 @@ FALLBACKS = [
     ("Warning kprobe name",
      "`warn_alloc_failed` became `warn_alloc` in 4.9 [1.1, 1.2]. Whether the warning got "
      "past its rate limit is seen at what warn_alloc calls next: `__show_mem` (6.x), "
-     "`show_mem` (before), else `dump_stack_lvl`/`dump_stack` — the Debian 5.10-6.12 "
-     "kernels refuse kprobes on `dump_stack*` (\"not traceable\"), so paftrace keeps the "
-     "first candidate that attaches"),
+     "`show_mem` (before), `__show_free_areas` / `show_free_areas`, `dump_stack*`. The "
+     "Debian 5.10 and 6.1 kernels refuse kprobes on the lib/ ones (`show_mem`, `__show_mem`, "
+     "`dump_stack*`: not traceable), so paftrace tries only functions ftrace lists as "
+     "traceable and keeps the first that attaches (5.10: `show_free_areas`, 6.1: "
+     "`__show_free_areas`, 6.12: `__show_mem`)"),
     ("No kretprobe on the allocator",
      "before the 5.16 unwinder fix (`kretprobe_find_ret_addr`) a kretprobe cuts BPF stacks "
      "at `kretprobe_trampoline` (seen on 5.10); the allocation's end is the "
