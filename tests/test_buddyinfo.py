@@ -17,6 +17,7 @@ from paftrace.procfs.report import eligible_zones, failure_line, failure_snapsho
 from paftrace.procfs.sampler import build_sample
 from paftrace.procfs.zoneinfo import parse_zoneinfo
 from paftrace.render_memory import memory_panel, memory_text, short_count
+from paftrace.scenarios.common import fragmenting, small_pcp_lists
 
 DATA = Path(__file__).parent / "data" / "procfs"
 CLI = [sys.executable, "-m", "paftrace.buddyinfo_cli"]
@@ -118,35 +119,27 @@ def test_cli_pagetypeinfo_as_root() -> None:
     assert all("HighAtomic" in z["migratetypes"] for z in rec["zones"])
 
 
-def sample_max(n: int = 3) -> tuple[int, float]:
-    """(largest order-0 total, smallest share of free pages in blocks >= order 9)."""
-    recs = [json.loads(line) for line in run_cli("--json", "-n", str(n), "-i", "0.3", "-o", "9")
-            .stdout.splitlines()]
-    order0 = max(sum(z["free"][0] for z in r["zones"]) for r in recs)
-    share = min(sum(z["pages_at_or_above"] for z in r["zones"])
-                / sum(z["free_pages"] for z in r["zones"]) for r in recs)
-    return order0, share
+def order4_totals() -> tuple[int, int]:
+    """(free order-0 blocks, free blocks of order >= 4), all zones, one
+    `paftrace buddyinfo --json` sample."""
+    [rec] = [json.loads(line) for line in run_cli("--json", "-n", "1", "-o", "4")
+             .stdout.splitlines()]
+    return (sum(z["free"][0] for z in rec["zones"]),
+            sum(z["blocks_at_or_above"] for z in rec["zones"]))
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="shrinking the per-CPU lists needs root")
 def test_fragmenting_child_shows_in_samples() -> None:
-    """A child touches 1 GiB, then frees every other page: order-0 blocks rise.
+    """A child touches 300 MiB, then frees every other page: in `paftrace buddyinfo
+    --json`, order-0 blocks rise (freed pages whose buddies stay busy cannot merge)
+    and blocks of order >= 4 fall (they were split to back the touched pages).
 
-    1 GiB because 6.x per-CPU lists absorb a few hundred MiB of freed pages first.
-    Other processes move the counts too, so the margins are wide.
-    """
-    child = subprocess.Popen([sys.executable, "-m", "paftrace.scenarios.fragment",
-                              "--mib", "1024", "--hold", "30", "--touched-wait", "2"],
-                             stdout=subprocess.PIPE, text=True)
-    try:
-        assert json.loads(child.stdout.readline())["phase"] == "touched"
-        o0_touched, _ = sample_max(2)
-        ready = json.loads(child.stdout.readline())
-        assert ready["phase"] == "fragmented" and ready["freed_pages"] == 1024 * 256 // 2
-        o0_fragmented, _ = sample_max()
-    finally:
-        child.kill()
-        child.wait()
-    assert o0_fragmented - o0_touched > ready["freed_pages"] // 8
-    # The high-order side is not asserted: on this VM deferred memory init hands new
-    # order-9/10 blocks to the buddy lists while the child runs, so they may even rise.
-    # The order-0 rise is the deterministic part: only freed pages with busy buddies.
+    The per-CPU lists are shrunk meanwhile: on 6.x they would absorb a few hundred MiB
+    of freed pages before any reaches the buddy lists."""
+    with small_pcp_lists():
+        order0_before, high_before = order4_totals()
+        with fragmenting(300, hold=30) as ready:
+            order0_after, high_after = order4_totals()
+    assert ready["freed_pages"] == 300 * 256 // 2
+    assert order0_after - order0_before > ready["freed_pages"] // 4
+    assert high_after < high_before
