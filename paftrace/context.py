@@ -101,10 +101,13 @@ def classify_stack(frames: list[str]) -> StackContext:
     return StackContext(None)
 
 
+NO_VEC = 0xFF  # pagealloc.c: not in a softirq
+
+
 def softirq_name(vec: int) -> str | None:
     if 0 <= vec < len(SOFTIRQ_NAMES):
         return SOFTIRQ_NAMES[vec]
-    return None if vec == 0xFF else f"vec{vec}"
+    return None if vec == NO_VEC else f"vec{vec}"
 
 
 def irq_label(irq: int, irq_names: dict[int, str]) -> str:

@@ -201,6 +201,3 @@ def table_for_kernel(version: str | tuple[int, ...]) -> GfpTable:
 def newest_table() -> GfpTable:
     return build_table(ERAS[-1])
 
-
-def all_tables() -> list[tuple[Era, GfpTable]]:
-    return [(era, build_table(era)) for era in ERAS]

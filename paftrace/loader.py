@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -362,6 +361,3 @@ def _to_key(raw: Any) -> RawAllocKey:
     return RawAllocKey(gfp=raw.gfp, order=raw.order, context=raw.context,
                        softirq_vec=raw.softirq_vec)
 
-
-def kernel_release() -> str:
-    return platform.release()

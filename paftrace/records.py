@@ -14,7 +14,6 @@ from paftrace.context import CONTEXTS
 STAT_NAMES = ("lost_records", "stack_errors", "aggregation_full", "matched_failures",
               "sampled_stacks")
 ORDER_SLOTS = 32
-NO_VEC = 0xFF
 
 # include/linux/mmzone.h: the order changed when MIGRATE_HIGHATOMIC replaced
 # MIGRATE_RESERVE (4.4); page-pointer kernels (< 4.1) have the old order.

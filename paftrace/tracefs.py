@@ -36,9 +36,6 @@ class TracepointFormat:
     fields: list[Field] = field(default_factory=list)
     print_fmt: str = ""
 
-    def field_names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
     def get(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
 
