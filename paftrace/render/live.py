@@ -12,10 +12,15 @@ from rich.table import Table
 from rich.text import Text
 
 from paftrace.procfs.report import failure_line as buddy_line
-from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
-from paftrace.render.plain import context_label, summary_lines, wall_clock
+from paftrace.render.plain import (
+    context_label,
+    stall_before,
+    stall_detail,
+    summary_lines,
+    wall_clock,
+)
 from paftrace.render_memory import memory_panel
 
 SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
@@ -76,8 +81,9 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
         body.append(f"rule: {f.rule}\n", style="italic")
         if f.buddyinfo:  # the free lists when this call site last failed
             body.append(buddy_line(f.buddyinfo) + "\n", style="cyan")
-        if f.stall and f.stall["direct_compaction"]["count"] + f.stall["direct_reclaim"]["count"]:
-            body.append(StallLog.stall_line(f.stall) + "\n", style="yellow")
+        stalled = stall_before(f)
+        if stalled:
+            body.append(stalled + "\n", style="yellow")
         for frame in f.stack[:14]:
             body.append(printable(frame) + "\n")
         if len(f.stack) > 14:
@@ -156,9 +162,9 @@ class LiveRenderer:
 
     def failure(self, failure: Failure) -> None:
         detail = f"order {failure.order} {context_label(failure)} {failure.requester or '?'}"
-        if failure.stall and failure.stall["direct_compaction"]["count"] + \
-                failure.stall["direct_reclaim"]["count"]:
-            detail += " " + StallLog.stall_line(failure.stall)
+        stalled = stall_before(failure)
+        if stalled:
+            detail += " " + stalled
         self.timeline.append((failure.ts_ns, Text("FAIL", SEVERITY_STYLE.get(failure.severity,
                                                                              "")),
                               _t(f"{failure.comm}[{failure.pid}]"), _t(detail)))
@@ -168,8 +174,7 @@ class LiveRenderer:
         if record.get("type") == "stall":
             self.timeline.append((record["ts_ns"], Text("stall", "yellow"),
                                   _t(f"{record['comm']}[{record['pid']}]"),
-                                  _t(f"{record['kind']} {record['duration_ms']:.1f}ms "
-                                     f"order {record['order']} -> {record['outcome']}")))
+                                  _t(stall_detail(record))))
             self._maybe_draw()
 
     def _maybe_draw(self) -> None:

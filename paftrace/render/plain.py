@@ -27,10 +27,25 @@ def context_label(f: Failure) -> str:
     return f.context
 
 
+def stall_before(f: Failure) -> str | None:
+    """'after 40.2 ms direct compaction (...)' when the task stalled just before failing."""
+    if f.stall and (f.stall["direct_compaction"]["count"] or f.stall["direct_reclaim"]["count"]):
+        return StallLog.stall_line(f.stall)
+    return None
+
+
+def stall_detail(record: dict) -> str:
+    """A `stall` record in words, for every renderer's timeline."""
+    status = f"/{record['compaction_status']}" if record.get("compaction_status") else ""
+    return (f"{record['kind']} {record['duration_ms']:.1f}ms order {record['order']} -> "
+            f"{record['outcome']}{status}")
+
+
 def failure_line(f: Failure) -> str:
     extra = f" in-allocator {f.alloc_latency_us / 1000:.1f}ms" if f.alloc_latency_us else ""
-    if f.stall and (f.stall["direct_compaction"]["count"] or f.stall["direct_reclaim"]["count"]):
-        extra += " " + StallLog.stall_line(f.stall)
+    stalled = stall_before(f)
+    if stalled:
+        extra += " " + stalled
     memory = f" | {buddy_line(f.buddyinfo)}" if f.buddyinfo else ""
     return (f"{wall_clock(f.ts_ns)} cpu{f.cpu} {printable(f.comm)}[{f.pid}/{f.tid}] "
             f"order:{f.order} {f.gfp}({'|'.join(f.gfp_flags)}) {f.migratetype} "
@@ -39,10 +54,8 @@ def failure_line(f: Failure) -> str:
 
 
 def stall_line(record: dict) -> str:
-    status = f"/{record['compaction_status']}" if record.get("compaction_status") else ""
-    return (f"{wall_clock(record['ts_ns'])} stall {record['kind']} "
-            f"{record['duration_ms']:.1f}ms {printable(record['comm'])}[{record['pid']}] "
-            f"order:{record['order']} -> {record['outcome']}{status}")
+    return (f"{wall_clock(record['ts_ns'])} stall {printable(record['comm'])}"
+            f"[{record['pid']}] {stall_detail(record)}")
 
 
 def attached_line(info: dict) -> str:
