@@ -79,12 +79,17 @@ class LiveKernel:
     def __init__(self, tracefs: TraceFs | None = None):
         self.tracefs = tracefs or TraceFs()
         self.release = platform.release()
+        self._formats: dict[tuple[str, str], TracepointFormat | None] = {}
 
     def has_event(self, category: str, event: str) -> bool:
         return self.tracefs.has_event(category, event)
 
     def read_format(self, category: str, event: str) -> TracepointFormat | None:
-        return self.tracefs.read_format(category, event)
+        # Planning, the gfp table and reclaim's plan all ask: read each file once.
+        key = (category, event)
+        if key not in self._formats:
+            self._formats[key] = self.tracefs.read_format(category, event)
+        return self._formats[key]
 
     @cached_property
     def _functions(self) -> frozenset[str]:
