@@ -20,7 +20,7 @@ from paftrace.loader import LoaderError, require_root
 from paftrace.netload import loopback_connections
 from paftrace.options import TraceOptions
 from paftrace.records import Failure
-from paftrace.tracer import Tracer
+from paftrace.tracer import StopFlag, Tracer
 
 
 @dataclass
@@ -69,13 +69,9 @@ def _run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
             result["error"] = exc
 
     thread = threading.Thread(target=work, daemon=True)
-    renderer.attached(tracer.attached_info())
-    thread.start()
-    while thread.is_alive():
-        tracer.session.poll(100)
-    tracer.session.poll(100)
-    tracer.session.drain()
-    renderer.finish(tracer.summary())
+    thread.start()  # the probes are attached since the Tracer was made
+    renderer.finish(tracer.run(StopFlag(), None, 1.0, live_allocations=False,
+                               until=lambda: not thread.is_alive()))
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result.get("value")

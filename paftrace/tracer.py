@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
@@ -207,11 +208,12 @@ class Tracer:
         }
 
     def run(self, stop: StopFlag, duration: float | None, interval: float,
-            live_allocations: bool) -> dict:
+            live_allocations: bool, until: Callable[[], bool] | None = None) -> dict:
+        """Poll and render until a signal, the duration, or `until()` (selftest) ends it."""
         self.renderer.attached(self.attached_info())
         deadline = self.started + duration if duration else None
         next_tick = time.monotonic()
-        while not stop.stopped:
+        while not stop.stopped and not (until and until()):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
