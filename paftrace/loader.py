@@ -7,14 +7,13 @@ its tracefs path at import time), headers present, probe plan, compile with
 
 from __future__ import annotations
 
-import ctypes
 import os
 import time
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from paftrace.delivery import GuardedHandler, raise_all_pending
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.options import TraceOptions, comm_words
 from paftrace.planner import (
@@ -34,6 +33,7 @@ from paftrace.reclaim import (
     statuses_for,
 )
 from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey, RawFailure
+from paftrace.session import FailureHandler, StallHandler
 from paftrace.tracefs import TraceFs, TraceFsError
 
 BPF_SOURCE = "pagealloc.c"
@@ -142,10 +142,11 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
 class TraceSession:
     """A loaded and attached program; poll it, read its maps, close it."""
 
-    def __init__(self, options: TraceOptions, on_failure: Callable[[RawFailure], None]):
+    def __init__(self, options: TraceOptions):
         t0 = time.monotonic()
         self.options = options
         self.kernel, self.plan, self.gfp_table = prepare(options)
+        self.kernel_release = self.kernel.release
         if headers_dir(self.kernel.release) is None:
             raise LoaderError(headers_hint(self.kernel.release))
         bcc = import_bcc()
@@ -167,10 +168,9 @@ class TraceSession:
         self.perf_lost = 0
         self._symbols: dict[int, str] = {}
         self._modules_seen = ""
-        self._on_failure = on_failure
+        self.failure_handler: GuardedHandler | None = None
         try:
             self._attach_optional()
-            self._open_output()
         except Exception as exc:
             self.bpf.cleanup()
             raise LoaderError(f"could not attach probes: {exc}") from exc
@@ -228,18 +228,16 @@ class TraceSession:
                 self.plan.refused.append(f"kprobe:{name}")
         return None
 
-    def _open_output(self) -> None:
+    def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
         table = self.bpf["failures"]
-
-        def deliver(*args: Any) -> int:
-            data = args[1]  # (cpu, data, size) for perf, (ctx, data, size) for ringbuf
-            self._on_failure(ctypes.cast(data, ctypes.POINTER(RawFailure)).contents)
-            return 0
-
+        self.failure_handler = GuardedHandler(on_failure, RawFailure)
+        if self.reclaim is not None:
+            self.reclaim.start(on_stall)
         if self.plan.ringbuf:
-            table.open_ring_buffer(deliver)
+            table.open_ring_buffer(self.failure_handler.callback)
         else:
-            table.open_perf_buffer(deliver, page_cnt=self.options.perfbuf_pages,
+            table.open_perf_buffer(self.failure_handler.callback,
+                                   page_cnt=self.options.perfbuf_pages,
                                    lost_cb=self._count_perf_lost)
 
     def _count_perf_lost(self, lost: int) -> None:
@@ -247,21 +245,32 @@ class TraceSession:
         self.perf_lost += lost
 
     # -- runtime -----------------------------------------------------------
+    def _handlers(self) -> list[GuardedHandler]:
+        handlers = [self.failure_handler, self.reclaim.handler if self.reclaim else None]
+        return [h for h in handlers if h is not None]
+
     def poll(self, timeout_ms: int = 100) -> None:
+        """Deliver records; an exception raised while handling one is re-raised here."""
         # perf_buffer_poll serves every perf buffer of the object (reclaim's too).
-        if self.plan.ringbuf:
-            self.bpf.ring_buffer_poll(timeout=timeout_ms)
-            if self.reclaim is not None:
-                self.bpf.perf_buffer_poll(timeout=0)
-        else:
-            self.bpf.perf_buffer_poll(timeout=timeout_ms)
+        try:
+            if self.plan.ringbuf:
+                self.bpf.ring_buffer_poll(timeout=timeout_ms)
+                if self.reclaim is not None:
+                    self.bpf.perf_buffer_poll(timeout=0)
+            else:
+                self.bpf.perf_buffer_poll(timeout=timeout_ms)
+        finally:
+            raise_all_pending(self._handlers())
 
     def drain(self) -> None:
         """Deliver what is already in the buffers (at exit)."""
-        if self.plan.ringbuf:
-            self.bpf.ring_buffer_consume()
-        if self.reclaim is not None or not self.plan.ringbuf:
-            self.bpf.perf_buffer_poll(timeout=0)
+        try:
+            if self.plan.ringbuf:
+                self.bpf.ring_buffer_consume()
+            if self.reclaim is not None or not self.plan.ringbuf:
+                self.bpf.perf_buffer_poll(timeout=0)
+        finally:
+            raise_all_pending(self._handlers())
 
     def order_counts(self) -> dict[int, tuple[int, int]]:
         out: dict[int, tuple[int, int]] = {}
@@ -281,7 +290,15 @@ class TraceSession:
         values = self._percpu_sums("stats")
         out = {name: values[i] for i, name in enumerate(STAT_NAMES)}
         out["perf_lost"] = self.perf_lost
+        # Handling raised (a renderer bug, a closed pipe): the record was not shown.
+        out["unhandled"] = self.failure_handler.failed if self.failure_handler else 0
         return out
+
+    def stall_info(self, tid: int, ts_ns: int) -> dict | None:
+        return self.reclaim.stall_info(tid, ts_ns) if self.reclaim is not None else None
+
+    def reclaim_summary(self) -> dict | None:
+        return self.reclaim.summary() if self.reclaim is not None else None
 
     def failures_by_context(self) -> list[int]:
         return self._percpu_sums("fail_by_ctx")

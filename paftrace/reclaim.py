@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from paftrace.delivery import GuardedHandler
 from paftrace.planner import KernelInfo
 
 BPF_SOURCE = "reclaim.c"
@@ -225,12 +226,15 @@ class ReclaimTracker:
         self.statuses = statuses
         self.log = StallLog()
         self.on_stall: Callable[[Stall], None] | None = None
-        self.bpf["stalls"].open_perf_buffer(self._deliver, page_cnt=16,
-                                            lost_cb=self._lost)
+        self.handler = GuardedHandler(self._deliver, RawStall)
         self.perf_lost = 0
 
-    def _deliver(self, cpu: int, data: Any, size: int) -> None:
-        raw = ctypes.cast(data, ctypes.POINTER(RawStall)).contents
+    def start(self, on_stall: Callable[[Stall], None] | None) -> None:
+        self.on_stall = on_stall
+        self.bpf["stalls"].open_perf_buffer(self.handler.callback, page_cnt=16,
+                                            lost_cb=self._lost)
+
+    def _deliver(self, raw: RawStall) -> None:
         stall = decode_stall(raw, self.statuses)
         self.log.add(stall)
         if self.on_stall is not None:
@@ -258,7 +262,7 @@ class ReclaimTracker:
     def counters(self) -> dict[str, int]:
         values = self._percpu("counters")
         out = dict(zip(COUNTERS, values))
-        out["lost_stalls"] += self.perf_lost
+        out["lost_stalls"] += self.perf_lost + self.handler.failed
         return out
 
     def summary(self, top: int = 10) -> dict:

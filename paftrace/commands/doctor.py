@@ -129,7 +129,7 @@ def run_checks(load_test: bool = True) -> list[Check]:
     if load_test and all(c.ok for c in checks if c.required):
         t0 = time.monotonic()
         try:
-            session = TraceSession(TraceOptions(order_min=4, order_max=4), lambda raw: None)
+            session = TraceSession(TraceOptions(order_min=4, order_max=4))
             probes = session.plan.probes()
             session.close()
             add(Check("load", True, f"compiled and attached {len(probes)} probes in "

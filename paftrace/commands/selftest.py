@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from paftrace.loader import LoaderError, require_root
+from paftrace.loader import LoaderError, TraceSession, require_root
 from paftrace.options import TraceOptions
 from paftrace.records import Failure
 from paftrace.tracer import StopFlag, Tracer
@@ -90,7 +90,8 @@ def provoke_subprocess(count: int, order: int, *extra: str) -> dict:
 def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
         list[SelftestCheck], dict]:
     renderer = CollectingRenderer()
-    tracer = Tracer(TraceOptions(order_min=order, order_max=order, disabled=disabled), renderer)
+    options = TraceOptions(order_min=order, order_max=order, disabled=disabled)
+    tracer = Tracer(TraceSession(options), options, renderer)
     try:
         provoked = _run_with(tracer, renderer, lambda: provoke_subprocess(count, order))
     finally:
@@ -129,8 +130,8 @@ def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
 
 def check_softirq(disabled: frozenset[str], seconds: float = 2.0) -> SelftestCheck:
     renderer = CollectingRenderer()
-    tracer = Tracer(TraceOptions(order_min=0, order_max=31, trace_all=True, disabled=disabled),
-                    renderer)
+    options = TraceOptions(order_min=0, order_max=31, trace_all=True, disabled=disabled)
+    tracer = Tracer(TraceSession(options), options, renderer)
     try:
         made = _run_with(tracer, renderer, lambda: loopback_connections(seconds))
     finally:
