@@ -18,17 +18,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from paftrace import contract
+
 PROCESS, SOFTIRQ, HARDIRQ, NMI = "process", "softirq", "hardirq", "nmi"
-CONTEXTS = (PROCESS, SOFTIRQ, HARDIRQ, NMI)  # index = value of the BPF `context` byte
+# index = value of the BPF `context` byte (paftrace.h CTX_*)
+CONTEXTS = contract.enumeration("CTX_")
+assert CONTEXTS == (PROCESS, SOFTIRQ, HARDIRQ, NMI), CONTEXTS
 
 # softirq_to_name[] (kernel/softirq.c); vector 5 was BLOCK_IOPOLL up to 4.4.
 SOFTIRQ_NAMES = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED",
                  "HRTIMER", "RCU")
 
-# Negative irq numbers in records are x86 system vectors (pagealloc.c SYSTEM_VECTOR).
-SYSTEM_VECTOR_NAMES = ("local_timer", "call_function", "call_function_single", "reschedule",
-                       "thermal_apic", "threshold_apic", "deferred_error_apic", "error_apic",
-                       "spurious_apic")
+# Negative irq numbers in records are x86 system vectors (paftrace.h SYSTEM_VECTORS).
+SYSTEM_VECTOR_NAMES = contract.system_vectors()
 
 # Softirq action functions -> vector (open_softirq() callers, KERNEL-FACTS 4.2).
 SOFTIRQ_ACTIONS = {
@@ -101,7 +103,7 @@ def classify_stack(frames: list[str]) -> StackContext:
     return StackContext(None)
 
 
-NO_VEC = 0xFF  # pagealloc.c: not in a softirq
+NO_VEC = contract.constants()["NO_VEC"]  # not in a softirq
 
 
 def softirq_name(vec: int) -> str | None:

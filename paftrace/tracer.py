@@ -12,14 +12,14 @@ from types import FrameType
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
-from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
+from paftrace.loader import LoaderError, cflags_for, prepare, program_source
 from paftrace.options import TraceOptions
 from paftrace.procfs.report import failure_snapshot, sample_record
 from paftrace.procfs.sampler import MemorySample, MemorySampler
 from paftrace.reclaim import Stall
 from paftrace.records import Failure, RawFailure, context_name
 from paftrace.render import Renderer, Snapshot, make_renderer
-from paftrace.session import Session
+from paftrace.session import Session, TraceSession
 from paftrace.stacks import requester
 
 EXIT_SIGNAL = 130
@@ -80,7 +80,7 @@ class Tracer:
         self.decoder = FailureDecoder(session.gfp_table, session.stack,
                                       old_migratetypes=plan.failure_field == "page",
                                       kprobe_warn=plan.warn_kprobe is not None,
-                                      kprobe_printed=plan.printed_kprobe is not None)
+                                      kprobe_printed=session.printed_kprobe is not None)
         session.start(self._on_raw, self._on_stall)
         self.started = time.monotonic()
 
@@ -90,7 +90,7 @@ class Tracer:
             "type": "attached", "ts_ns": time.monotonic_ns(), "kernel": self.session.kernel_release,
             "order": self.options.order_label, "order_min": self.options.order_min,
             "order_max": self.options.order_max, "all": self.options.trace_all,
-            "probes": plan.probes(), "refused": plan.refused,
+            "probes": self.session.attached(), "refused": self.session.refused,
             "features": [vars(s) for s in plan.statuses],
             "gfp_table": self.session.gfp_table.source,
             "startup_s": round(self.session.startup_s, 3), "pid": os.getpid(),
@@ -246,18 +246,24 @@ def silence_stdout() -> None:
 
 
 def print_ebpf(options: TraceOptions) -> int:
-    _, plan, table = prepare(options)
-    print("// cflags: " + " ".join(cflags_for(options, plan, table)))
-    print(bpf_source_path().read_text())
+    prepared = prepare(options)
+    print("// cflags: " + " ".join(cflags_for(options, prepared.plan, prepared.gfp_table)))
+    print(program_source(prepared.plan))
     return 0
 
 
+def plan_lines(options: TraceOptions) -> list[str]:
+    """`--dry-run`: the frozen probe plan, exactly what the loader would attach."""
+    prepared = prepare(options)
+    lines = [f"kernel {prepared.kernel.release}; gfp names from {prepared.gfp_table.source}"]
+    lines += [f"  {'yes' if st.used else 'no ':3} {st.name:16} {st.detail}"
+              for st in prepared.plan.statuses]
+    lines.append("would attach: " + ", ".join(prepared.plan.probes()))
+    return lines
+
+
 def print_plan(options: TraceOptions) -> int:
-    kernel, plan, table = prepare(options)
-    print(f"kernel {kernel.release}; gfp names from {table.source}")
-    for status in plan.statuses:
-        print(f"  {'yes' if status.used else 'no ':3} {status.name:16} {status.detail}")
-    print("would attach: " + ", ".join(plan.probes()))
+    print("\n".join(plan_lines(options)))
     return 0
 
 

@@ -135,7 +135,7 @@ class RaisingRenderer:
 
 
 def run_real_tracer_with(renderer: RaisingRenderer, stop: StopFlag) -> tuple[object, dict]:
-    from paftrace.loader import TraceSession  # noqa: PLC0415
+    from paftrace.session import TraceSession  # noqa: PLC0415
     from paftrace.tracer import Tracer  # noqa: PLC0415
 
     options = TraceOptions(order_min=4, order_max=4)

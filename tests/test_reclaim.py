@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from paftrace.planner import plan_reclaim
 from paftrace.reclaim import (
     COMPACT_RESULTS,
     RawStall,
     Stall,
     StallLog,
     decode_stall,
-    plan_reclaim,
     status_names,
 )
 from paftrace.tracefs import TraceFs, TracepointFormat, parse_format
@@ -60,7 +60,7 @@ def test_plan_drops_compaction_stalls_without_alloc_result() -> None:
     kernel = FakeKernel({"compaction:mm_compaction_try_to_compact_pages":
                          fmt("int order", "unsigned long gfp_mask", "int prio")})
     plan = plan_reclaim(kernel)
-    assert "-DHAVE_TRY_COMPACT" not in plan.cflags and plan.events == []
+    assert "-DHAVE_TRY_COMPACT" not in plan.cflags and plan.events == ()
     assert "kmem:mm_page_alloc" in plan.missing
 
 
@@ -116,8 +116,8 @@ def test_decode_stall_record() -> None:
 
 @needs_root
 def test_tracker_sees_real_compaction_runs() -> None:
-    from paftrace.loader import TraceSession  # noqa: PLC0415
     from paftrace.options import TraceOptions  # noqa: PLC0415
+    from paftrace.session import TraceSession  # noqa: PLC0415
 
     session = TraceSession(TraceOptions(order_min=4, order_max=4))
     tracker = session.reclaim

@@ -15,9 +15,10 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from paftrace.loader import LoaderError, TraceSession, require_root
+from paftrace.loader import LoaderError, require_root
 from paftrace.options import TraceOptions
 from paftrace.records import Failure
+from paftrace.session import TraceSession
 from paftrace.tracer import StopFlag, Tracer
 from paftrace.workloads.childproc import python_env
 from paftrace.workloads.netload import loopback_connections
