@@ -22,6 +22,10 @@ from typing import Any
 STOP_CONSUMING = -1
 
 
+# Sees each record's bytes before it is handled: (record type name, bytes).
+Tap = Callable[[str, bytes], None]
+
+
 class GuardedHandler:
     """Wraps `handle(record)` as a bcc buffer callback that never loses an exception.
 
@@ -30,9 +34,12 @@ class GuardedHandler:
     records handled without error.
     """
 
-    def __init__(self, handle: Callable[[Any], None], record_type: type[ctypes.Structure]):
+    def __init__(self, handle: Callable[[Any], None], record_type: type[ctypes.Structure],
+                 tap: Tap | None = None):
         self._handle = handle
         self._pointer = ctypes.POINTER(record_type)
+        self._name = record_type.__name__
+        self._tap = tap
         self.delivered = 0
         self.failed = 0
         self.pending: BaseException | None = None
@@ -43,7 +50,10 @@ class GuardedHandler:
             self.failed += 1
             return STOP_CONSUMING
         try:
-            self._handle(ctypes.cast(data, self._pointer).contents)
+            record = ctypes.cast(data, self._pointer).contents
+            if self._tap is not None:  # scripts/capture-fixture: raw records for replay
+                self._tap(self._name, bytes(record))
+            self._handle(record)
         except BaseException as exc:  # noqa: BLE001 - re-raised by raise_pending()
             self.failed += 1
             self.pending = exc

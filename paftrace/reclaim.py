@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paftrace import contract
-from paftrace.delivery import GuardedHandler
+from paftrace.delivery import GuardedHandler, Tap
 from paftrace.planner import KernelInfo, ReclaimPlan
 
 BPF_SOURCE = "reclaim.c"
@@ -175,28 +175,85 @@ def process_stalls(pid: int, per_cpu: list[Any]) -> dict:
             "max_ms": round(max((v.max_ns for v in used), default=0) / 1e6, 3)}
 
 
-class ReclaimTracker:
-    """Reads reclaim.c's maps and stall records in the object the loader built."""
+@dataclass
+class ReclaimCounters:
+    """reclaim.c's in-kernel counters, summed over CPUs (paftrace.h C_* order)."""
 
-    def __init__(self, bpf: Any, plan: ReclaimPlan, statuses: dict[int, str]):
-        self.bpf = bpf
-        self.plan = plan
+    counters: list[int]
+    compact_status: list[int]      # background runs, then direct (STATUS_SLOTS each)
+    wakeup_kswapd_order: list[int]
+    per_process: list[dict]        # process_stalls() of each process
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+def reclaim_summary(plan: ReclaimPlan, statuses: dict[int, str], log: StallLog,
+                    counters: ReclaimCounters, top: int = 10) -> dict:
+    """The `reclaim_summary` object: the stall log beside the in-kernel counters."""
+    c = dict(zip(COUNTERS, counters.counters))
+    status = counters.compact_status
+    runs = {scope: {statuses.get(i, str(i)): n
+                    for i, n in enumerate(status[base:base + STATUS_SLOTS]) if n}
+            for scope, base in (("background", 0), ("direct", STATUS_SLOTS))}
+    procs = sorted(counters.per_process, key=lambda p: p["reclaim_ms"] + p["compact_ms"],
+                   reverse=True)
+    totals = {k: {"stalls": t["stalls"], "total_ms": round(t["total_ns"] / 1e6, 3),
+                  "max_ms": round(t["max_ns"] / 1e6, 3), "outcomes": dict(t["outcomes"])}
+              for k, t in log.totals.items()}
+    return {
+        "type": "reclaim_summary",
+        "events": list(plan.events), "missing": list(plan.missing),
+        "direct_compaction": {**totals["direct_compaction"], "entered": c["direct_compact"]},
+        "direct_reclaim": {**totals["direct_reclaim"], "entered": c["direct_reclaim"],
+                           "nr_reclaimed": c["reclaimed"]},
+        "compaction_runs": runs,
+        "migrated": c["migrated"], "migrate_failed": c["migrate_failed"],
+        "kswapd": {"wakeup_requests": c["wakeup_kswapd"], "wakes": c["kswapd_wake"],
+                   "wakeup_orders": {str(o): n for o, n in
+                                     enumerate(counters.wakeup_kswapd_order) if n}},
+        "kcompactd": {"wakeup_requests": c["wakeup_kcompactd"], "wakes": c["kcompactd_wake"]},
+        "extfrag": {"fallbacks": c["extfrag"], "fragmenting": c["extfrag_fragmenting"],
+                    "steals": c["extfrag_steal"]},
+        "per_process": procs[:top],
+        "lost_stalls": c["lost_stalls"],
+    }
+
+
+class StallRecords:
+    """Decodes stall records into a StallLog and passes each on; the handler behind
+    the perf buffer (real or replayed)."""
+
+    def __init__(self, statuses: dict[int, str], tap: Tap | None = None):
         self.statuses = statuses
         self.log = StallLog()
         self.on_stall: Callable[[Stall], None] | None = None
-        self.handler = GuardedHandler(self._deliver, RawStall)
-        self.perf_lost = 0
-
-    def start(self, on_stall: Callable[[Stall], None] | None) -> None:
-        self.on_stall = on_stall
-        self.bpf["stalls"].open_perf_buffer(self.handler.callback, page_cnt=16,
-                                            lost_cb=self._lost)
+        self.handler = GuardedHandler(self._deliver, RawStall, tap)
 
     def _deliver(self, raw: RawStall) -> None:
         stall = decode_stall(raw, self.statuses)
         self.log.add(stall)
         if self.on_stall is not None:
             self.on_stall(stall)
+
+
+class ReclaimTracker:
+    """Reads reclaim.c's maps and stall records in the object the loader built."""
+
+    def __init__(self, bpf: Any, plan: ReclaimPlan, statuses: dict[int, str],
+                 tap: Tap | None = None):
+        self.bpf = bpf
+        self.plan = plan
+        self.statuses = statuses
+        self.records = StallRecords(statuses, tap)
+        self.log = self.records.log
+        self.handler = self.records.handler
+        self.perf_lost = 0
+
+    def start(self, on_stall: Callable[[Stall], None] | None) -> None:
+        self.records.on_stall = on_stall
+        self.bpf["stalls"].open_perf_buffer(self.handler.callback, page_cnt=16,
+                                            lost_cb=self._lost)
 
     def _lost(self, lost: int) -> None:
         self.perf_lost += lost
@@ -217,41 +274,14 @@ class ReclaimTracker:
         table = self.bpf[name]
         return [sum(table[table.Key(i)]) for i in range(len(table))]
 
-    def counters(self) -> dict[str, int]:
+    def read_counters(self) -> ReclaimCounters:
         values = self._percpu("counters")
-        out = dict(zip(COUNTERS, values))
-        out["lost_stalls"] += self.perf_lost + self.handler.failed
-        return out
+        values[COUNTERS.index("lost_stalls")] += self.perf_lost + self.handler.failed
+        return ReclaimCounters(
+            counters=values[:len(COUNTERS)], compact_status=self._percpu("compact_status"),
+            wakeup_kswapd_order=self._percpu("wakeup_kswapd_order"),
+            per_process=[process_stalls(key.value, per_cpu)
+                         for key, per_cpu in self.bpf["per_process"].items()])
 
     def summary(self, top: int = 10) -> dict:
-        c = self.counters()
-        status = self._percpu("compact_status")
-        runs = {scope: {self.statuses.get(i, str(i)): n
-                        for i, n in enumerate(status[base:base + STATUS_SLOTS]) if n}
-                for scope, base in (("background", 0), ("direct", STATUS_SLOTS))}
-        procs = [process_stalls(key.value, per_cpu)
-                 for key, per_cpu in self.bpf["per_process"].items()]
-        procs.sort(key=lambda p: p["reclaim_ms"] + p["compact_ms"], reverse=True)
-        totals = {k: {"stalls": t["stalls"], "total_ms": round(t["total_ns"] / 1e6, 3),
-                      "max_ms": round(t["max_ns"] / 1e6, 3), "outcomes": dict(t["outcomes"])}
-                  for k, t in self.log.totals.items()}
-        return {
-            "type": "reclaim_summary",
-            "events": list(self.plan.events), "missing": list(self.plan.missing),
-            "direct_compaction": {**totals["direct_compaction"],
-                                  "entered": c["direct_compact"]},
-            "direct_reclaim": {**totals["direct_reclaim"], "entered": c["direct_reclaim"],
-                               "nr_reclaimed": c["reclaimed"]},
-            "compaction_runs": runs,
-            "migrated": c["migrated"], "migrate_failed": c["migrate_failed"],
-            "kswapd": {"wakeup_requests": c["wakeup_kswapd"], "wakes": c["kswapd_wake"],
-                       "wakeup_orders": {str(o): n for o, n in
-                                         enumerate(self._percpu("wakeup_kswapd_order")) if n}},
-            "kcompactd": {"wakeup_requests": c["wakeup_kcompactd"],
-                          "wakes": c["kcompactd_wake"]},
-            "extfrag": {"fallbacks": c["extfrag"], "fragmenting": c["extfrag_fragmenting"],
-                        "steals": c["extfrag_steal"]},
-            "per_process": procs[:top],
-            "lost_stalls": c["lost_stalls"],
-        }
-
+        return reclaim_summary(self.plan, self.statuses, self.log, self.read_counters(), top)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from paftrace.delivery import GuardedHandler, raise_all_pending
+from paftrace.delivery import GuardedHandler, Tap, raise_all_pending
 from paftrace.gfp import GfpTable
 from paftrace.options import TraceOptions
 from paftrace.planner import ProbePlan
@@ -72,7 +72,7 @@ class TraceSession:
     """The real session: a program loaded into this kernel (paftrace.loader), its
     maps (paftrace.maps), kernel symbols (paftrace.symbols) and record transports."""
 
-    def __init__(self, options: TraceOptions):
+    def __init__(self, options: TraceOptions, tap: Tap | None = None):
         from paftrace.loader import load  # noqa: PLC0415 - bcc stays out of pure imports
         from paftrace.maps import MapReader  # noqa: PLC0415
         from paftrace.reclaim import ReclaimTracker, statuses_for  # noqa: PLC0415
@@ -86,8 +86,10 @@ class TraceSession:
         bpf = self.program.bpf
         self.maps = MapReader(bpf)
         self.symbols = KernelSymbols(lambda: BccKernelSymbols(self.program.bcc))
-        self.reclaim = (ReclaimTracker(bpf, self.plan.reclaim, statuses_for(prepared.kernel))
-                        if self.plan.reclaim is not None else None)
+        self.reclaim = (ReclaimTracker(bpf, self.plan.reclaim, statuses_for(prepared.kernel),
+                                       tap) if self.plan.reclaim is not None else None)
+        self.statuses = self.reclaim.statuses if self.reclaim else {}
+        self.tap = tap
         self.failure_handler: GuardedHandler | None = None
         self.perf_lost = 0
         if options.trace_all:
@@ -106,7 +108,7 @@ class TraceSession:
 
     def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
         table = self.program.bpf["failures"]
-        self.failure_handler = GuardedHandler(on_failure, RawFailure)
+        self.failure_handler = GuardedHandler(on_failure, RawFailure, self.tap)
         if self.reclaim is not None:
             self.reclaim.start(on_stall)
         if self.plan.ringbuf:

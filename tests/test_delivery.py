@@ -7,8 +7,6 @@ libbcc does; the root tests drive the real loader against provoked failures.
 from __future__ import annotations
 
 import ctypes
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +18,7 @@ from paftrace.delivery import STOP_CONSUMING, GuardedHandler, raise_all_pending
 from paftrace.options import TraceOptions
 from paftrace.records import RawFailure
 from paftrace.tracer import EXIT_BROKEN_PIPE, EXIT_SIGNAL, StopFlag
-from tests.helpers import needs_root, paftrace_cmd, provoke
+from tests.helpers import interrupt_twice, needs_root, paftrace_cmd, provoke
 
 # bcc's ring buffer callback type (bcc/table.py: _RINGBUF_CB_TYPE)
 RINGBUF_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
@@ -96,9 +94,7 @@ def test_second_signal_inside_a_callback_exits_at_once() -> None:
     stop.install()
     try:
         def handle(raw: RawFailure) -> None:
-            os.kill(os.getpid(), signal.SIGINT)  # first: a clean stop is requested
-            os.kill(os.getpid(), signal.SIGINT)  # second: exit now
-            time.sleep(1)  # the handler runs before this returns
+            interrupt_twice()
 
         guard = GuardedHandler(handle, RawFailure)
         assert call_through_ctypes(guard.callback, records(2)) == [STOP_CONSUMING]
@@ -170,9 +166,7 @@ def test_real_second_signal_inside_a_callback_exits_at_once() -> None:
     class SignalTwice(RaisingRenderer):
         def failure(self, failure) -> None:
             self.calls += 1
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
+            interrupt_twice()
 
     stop = StopFlag()
     stop.install()

@@ -59,7 +59,7 @@ class CollectingRenderer:
         pass
 
 
-def _run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
+def run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
     """Run `workload` in a thread while the tracer polls in this one."""
     result: dict[str, object] = {}
 
@@ -94,7 +94,7 @@ def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
     options = TraceOptions(order_min=order, order_max=order, disabled=disabled)
     tracer = Tracer(TraceSession(options), options, renderer)
     try:
-        provoked = _run_with(tracer, renderer, lambda: provoke_subprocess(count, order))
+        provoked = run_with(tracer, renderer, lambda: provoke_subprocess(count, order))
     finally:
         tracer.close()
     assert isinstance(provoked, dict)
@@ -134,7 +134,7 @@ def check_softirq(disabled: frozenset[str], seconds: float = 2.0) -> SelftestChe
     options = TraceOptions(order_min=0, order_max=31, trace_all=True, disabled=disabled)
     tracer = Tracer(TraceSession(options), options, renderer)
     try:
-        made = _run_with(tracer, renderer, lambda: loopback_connections(seconds))
+        made = run_with(tracer, renderer, lambda: loopback_connections(seconds))
     finally:
         tracer.close()
     net_rx = sum(r["count"] for r in renderer.summary["allocations"]

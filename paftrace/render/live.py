@@ -135,7 +135,7 @@ class LiveRenderer:
         self.live.start()
         self._draw()
 
-    def _view(self) -> RenderableType:
+    def view(self) -> RenderableType:
         s = self.snapshot
         if s is None:
             return self.header
@@ -157,7 +157,7 @@ class LiveRenderer:
         return Group(*parts)
 
     def _draw(self) -> None:
-        self.live.update(self._view(), refresh=True)
+        self.live.update(self.view(), refresh=True)
         self._last_draw = time.monotonic()
 
     def failure(self, failure: Failure) -> None:
