@@ -6,7 +6,8 @@ Two independent sources, cross-checked:
    irq:irq_handler_entry/exit tracepoints (plus x86 irq_vectors:* for LAPIC
    timer and IPIs). Cheap and available for every event.
 2. The kernel stack of a failure, read innermost frame first: the first
-   context marker found decides (KERNEL-FACTS 4.4). It is the only way to see
+   context marker found decides (x86 entry code and kernel/softirq.c
+   per version: docs/KERNEL-NOTES.md §4.4). It is the only way to see
    NMI, and it corrects the per-CPU state when an irq entry/exit event was
    skipped (BPF does not run a program while another runs on that CPU).
 
@@ -32,7 +33,8 @@ SOFTIRQ_NAMES = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLE
 # Negative irq numbers in records are x86 system vectors (paftrace.h SYSTEM_VECTORS).
 SYSTEM_VECTOR_NAMES = contract.system_vectors()
 
-# Softirq action functions -> vector (open_softirq() callers, KERNEL-FACTS 4.2).
+# Softirq action functions -> vector (open_softirq() callers, kernel/softirq.c and
+# net/core/dev.c, block/, kernel/rcu/, kernel/time/; docs/KERNEL-NOTES.md §4.4).
 SOFTIRQ_ACTIONS = {
     "tasklet_hi_action": "HI",
     "run_timer_softirq": "TIMER",

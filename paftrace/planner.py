@@ -34,14 +34,15 @@ FEATURES = {
 }
 
 # The allocator entry has been renamed several times; newest first. The one
-# holding the mm_page_alloc tracepoint is wanted (KERNEL-FACTS 1.1, 2.1).
+# holding the mm_page_alloc tracepoint is wanted (mm/page_alloc.c: the function
+# that calls trace_mm_page_alloc() in each version; docs/KERNEL-NOTES.md §1.1, §2.1).
 ALLOC_ENTRY_NAMES = (
     "__alloc_frozen_pages_noprof",  # 6.14: real core; __alloc_pages_noprof wraps it
     "__alloc_pages_noprof",         # 6.10: memory allocation profiling adds _noprof
     "__alloc_pages",                # 5.13: __alloc_pages_nodemask renamed
     "__alloc_pages_nodemask",       # 2.6.32 .. 5.12
 )
-# warn_alloc_failed became warn_alloc in 4.9 (KERNEL-FACTS 1.1).
+# warn_alloc_failed became warn_alloc in 4.9 (mm/page_alloc.c, 4.9).
 WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
 # What warn_alloc() calls only once past its rate limit, to tell a printed warning
 # from a rate-limited one: warn_alloc_show_mem() is inlined, but it calls

@@ -30,7 +30,7 @@ ENDS = contract.enumeration("END_")
 RawStall = contract.struct("stall_event")
 # enum compact_priority (include/linux/compaction.h, 4.14 -> 6.18)
 PRIORITIES = {0: "sync_full", 1: "sync_light", 2: "async"}
-# enum compact_result, 4.14 -> 6.18 (KERNEL-FACTS §6.1); the running kernel's
+# enum compact_result, 4.14 -> 6.18 (include/linux/compaction.h); the running kernel's
 # print fmt of mm_compaction_end wins when it names them.
 COMPACT_RESULTS = {0: "not_suitable_zone", 1: "skipped", 2: "deferred", 3: "no_suitable_page",
                    4: "continue", 5: "complete", 6: "partial_skipped", 7: "contended",

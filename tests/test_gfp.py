@@ -43,7 +43,7 @@ def test_table_is_read_in_kernel_order(table):
 
 
 @pytest.mark.parametrize("mask,names", [
-    # Values as 6.18 prints them (KERNEL-FACTS 3.3, 6.9-6.18 column).
+    # Values as 6.18 prints them (docs/KERNEL-NOTES.md §3.3, 6.9-6.18 column).
     (0x400CC0, ["GFP_KERNEL_ACCOUNT"]),
     (0xCC0, ["GFP_KERNEL"]),
     (0x820, ["GFP_ATOMIC"]),

@@ -1,4 +1,4 @@
-"""Built-in gfp tables against KERNEL-FACTS.md §3.3 and against the running kernel."""
+"""Built-in gfp tables against docs/KERNEL-NOTES.md §3.3 and against the running kernel."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from paftrace.gfp_tables import ERAS, era_for_kernel, parse_version, table_for_k
 from paftrace.tracefs import TraceFs
 from tests.helpers import needs_root
 
-# (kernel, composite, value) from KERNEL-FACTS.md §3.3, read in the kernel trees listed there.
+# (kernel, composite, value) from docs/KERNEL-NOTES.md §3.3, read in the kernel trees listed there.
 FACTS_COMPOSITES = [
     ("2.6.32", "GFP_ATOMIC", 0x20), ("2.6.32", "GFP_KERNEL", 0xd0),
     ("3.10", "GFP_TRANSHUGE", 0x4352da), ("4.4", "GFP_KERNEL", 0x24000c0),

@@ -5,8 +5,9 @@
  *
  * Header-independent: tracepoint arguments (bcc builds their structs from the
  * running kernel's format files, so `gfp_t` vs `unsigned long` fields need no
- * care here) and BPF helpers only. paftrace/reclaim.py probes each tracepoint
- * and defines what exists (field lists per kernel: KERNEL-FACTS §6):
+ * care here) and BPF helpers only. paftrace/planner.py (plan_reclaim) probes each tracepoint
+ * and defines what exists (field lists per kernel: include/trace/events/compaction.h
+ * and vmscan.h, docs/KERNEL-NOTES.md §6):
  *   HAVE_DIRECT_RECLAIM  vmscan:mm_vmscan_direct_reclaim_begin/_end (3.x+)
  *   HAVE_TRY_COMPACT     compaction:mm_compaction_try_to_compact_pages (4.4+);
  *                        its end has no tracepoint: the stall closes at the task's
