@@ -36,7 +36,7 @@ def our_namespaces(pid: int | None = None) -> list[str]:
 @pytest.mark.parametrize("name", ["fragment", "softirq-highorder", "provoke"])
 def test_each_script_has_help(name: str) -> None:
     proc = script(name, "--help")
-    assert proc.returncode == 0 and "usage:" in proc.stdout
+    assert proc.returncode == 0 and "Usage:" in proc.stdout
 
 
 @pytest.mark.parametrize("name", ["fragment", "softirq-highorder"])
