@@ -19,6 +19,7 @@ from paftrace.procfs.sampler import MemorySample, MemorySampler
 from paftrace.reclaim import Stall
 from paftrace.records import Failure, RawFailure, context_name
 from paftrace.render import Renderer, Snapshot, make_renderer
+from paftrace.render.text import text_table
 from paftrace.session import Session, TraceSession
 from paftrace.stacks import requester
 
@@ -256,8 +257,9 @@ def plan_lines(options: TraceOptions) -> list[str]:
     """`--dry-run`: the frozen probe plan, exactly what the loader would attach."""
     prepared = prepare(options)
     lines = [f"kernel {prepared.kernel.release}; gfp names from {prepared.gfp_table.source}"]
-    lines += [f"  {'yes' if st.used else 'no ':3} {st.name:16} {st.detail}"
-              for st in prepared.plan.statuses]
+    lines.append(text_table(("", "feature", "detail"),
+                            [("yes" if st.used else "no", st.name, st.detail)
+                             for st in prepared.plan.statuses], indent=2))
     lines.append("would attach: " + ", ".join(prepared.plan.probes()))
     return lines
 

@@ -25,6 +25,7 @@ from paftrace.planner import (
     plan_probes,
 )
 from paftrace.reclaim import pageblock_order
+from paftrace.render.text import text_table
 from paftrace.session import TraceSession
 from paftrace.tracefs import TraceFs, TraceFsError
 
@@ -76,7 +77,8 @@ def plan_checks(kernel: LiveKernel) -> list[Check]:
     checks += [Check(st.name, st.used, st.detail, "" if st.used else
                      FEATURE_FIXES.get(st.name, ""), required=st.name == "failure-field")
                for st in plan.statuses]
-    checks.append(Check("plan", True, "would attach: " + ", ".join(plan.probes())))
+    checks.append(Check("plan", True, f"would attach {len(plan.probes())} probes "
+                        "(paftrace --dry-run lists them)"))
     return checks
 
 
@@ -150,10 +152,9 @@ def _render(checks: list[Check]) -> None:
             table.add_row(c.name, mark, Text(c.detail), Text("" if c.ok else c.fix))
         Console().print(table)
         return
-    for c in checks:
-        mark = "ok" if c.ok else "MISSING" if c.required else "no"
-        print(f"{mark:8} {c.name:40} {c.detail}" + (f"\n{'':8} fix: {c.fix}" if not c.ok and
-                                                      c.fix else ""))
+    rows = [("ok" if c.ok else "MISSING" if c.required else "no", c.name, c.detail,
+             "" if c.ok else c.fix) for c in checks]
+    print(text_table(("", "check", "detail", "how to get it"), rows))
 
 
 @click.command()

@@ -18,6 +18,7 @@ import click
 from paftrace.loader import LoaderError, require_root
 from paftrace.options import TraceOptions
 from paftrace.records import Failure
+from paftrace.render.text import text_table
 from paftrace.session import TraceSession
 from paftrace.tracer import StopFlag, Tracer
 from paftrace.workloads.childproc import python_env
@@ -173,7 +174,7 @@ def selftest(order: int, count: int, no_softirq: bool, disabled: tuple[str, ...]
     if as_json:
         print(json.dumps(result))
     else:
-        for c in result["checks"]:
-            print(f"{'PASS' if c['ok'] else 'FAIL'}  {c['name']:9} {c['detail']}")
+        print(text_table(("", "check", "detail"), [("PASS" if c["ok"] else "FAIL", c["name"],
+                                                     c["detail"]) for c in result["checks"]]))
         print(f"selftest {result['selftest']} on {result['kernel']}")
     sys.exit(0 if result["selftest"] == "pass" else 1)
