@@ -164,7 +164,9 @@ class LiveKernel:
         try:
             found = self._bpf.get_kprobe_functions(pattern.encode())
         except OSError:
-            return frozenset()
+            # bcc reads debugfs's kprobes/blacklist and raises when debugfs is not
+            # mounted: then take the candidates that kallsyms lists as text.
+            return frozenset(kallsyms_text_symbols() & set(KPROBE_CANDIDATES))
         return frozenset(name.decode() for name in found)
 
     def has_function(self, name: str) -> bool:
@@ -195,6 +197,15 @@ class LiveKernel:
 
     def ringbuf_supported(self) -> bool:
         return can_create_map(BPF_MAP_TYPE_RINGBUF, max_entries=os.sysconf("SC_PAGE_SIZE"))
+
+
+def kallsyms_text_symbols() -> set[str]:
+    try:
+        with open("/proc/kallsyms") as f:
+            return {parts[2] for parts in map(str.split, f)
+                    if len(parts) >= 3 and parts[1] in "tTwW"}
+    except OSError:
+        return set()
 
 
 def can_create_map(map_type: int, max_entries: int, key_size: int = 0,
