@@ -11,10 +11,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from paftrace.procfs.report import failure_line as buddy_line
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
 from paftrace.render.memory import memory_panel
+from paftrace.render.memtext import failure_line as buddy_line
 from paftrace.render.plain import (
     context_label,
     stall_before,

@@ -6,10 +6,10 @@ import sys
 import time
 from typing import TextIO
 
-from paftrace.procfs.report import failure_line as buddy_line
 from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
+from paftrace.render.memtext import failure_line as buddy_line
 
 _MONO_TO_WALL = time.time() - time.monotonic()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
 
