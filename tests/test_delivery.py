@@ -199,3 +199,13 @@ def test_closed_stdout_ends_quietly_with_the_sigpipe_status() -> None:
     err = proc.stderr.read().decode()
     assert rc == EXIT_BROKEN_PIPE == 141, err
     assert err == ""  # no traceback, no "Exception ignored"
+
+
+def test_tap_sees_each_record_bytes_before_handling() -> None:
+    """scripts/capture-fixture records what the kernel wrote, byte for byte."""
+    tapped: list[tuple[str, bytes]] = []
+    guard = GuardedHandler(lambda raw: None, RawFailure,
+                           tap=lambda kind, data: tapped.append((kind, data)))
+    sent = records(2)
+    call_through_ctypes(guard.callback, sent)
+    assert tapped == [("failure_event", bytes(r)) for r in sent]
