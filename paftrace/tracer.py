@@ -297,6 +297,12 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
     except SystemExit:
         renderer.close()
         raise
+    except Exception:
+        renderer.close()
+        if session is not None:  # say what the error cost before its traceback
+            print(f"paftrace: {session.stats()['unhandled']} failure record(s) could not be "
+                  "shown; stopping on this error:", file=sys.stderr)
+        raise
     finally:
         if session is not None:
             session.close()  # detaches every probe

@@ -209,3 +209,18 @@ def test_tap_sees_each_record_bytes_before_handling() -> None:
     sent = records(2)
     call_through_ctypes(guard.callback, sent)
     assert tapped == [("failure_event", bytes(r)) for r in sent]
+
+
+@needs_root
+def test_run_trace_says_what_an_error_cost_before_its_traceback(monkeypatch, capsys) -> None:
+    import paftrace.tracer  # noqa: PLC0415
+
+    monkeypatch.setattr(paftrace.tracer, "make_renderer",
+                        lambda mode: RaisingRenderer(RuntimeError("renderer bug")))
+    worker = threading.Thread(target=provoke, args=(2, 4), daemon=True)
+    worker.start()
+    with pytest.raises(RuntimeError, match="renderer bug"):
+        paftrace.tracer.run_trace(TraceOptions(order_min=4, order_max=4), "json",
+                                  duration=60, interval=1.0)
+    worker.join(120)
+    assert "1 failure record(s) could not be shown" in capsys.readouterr().err
