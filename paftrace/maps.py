@@ -1,10 +1,23 @@
-"""Reads pagealloc.c's maps: per-order counters, stats, per-context failures,
---all aggregates and the stack sampler. No decoding beyond summing per-CPU values."""
+"""Reads the loaded object's maps: pagealloc.c's per-order counters, stats,
+per-context failures, --all aggregates and stack sampler (MapReader), and
+reclaim.c's counters and stall records (ReclaimTracker). No decoding beyond
+summing per-CPU values: that is paftrace/records.py's and paftrace/reclaim.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from paftrace.delivery import Tap
+from paftrace.planner import ReclaimPlan
+from paftrace.reclaim import (
+    COUNTERS,
+    ReclaimCounters,
+    Stall,
+    StallRecords,
+    process_stalls,
+    reclaim_summary,
+)
 from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey
 
 
@@ -64,3 +77,53 @@ def to_alloc_key(raw: Any) -> RawAllocKey:
     """bcc's key type (built from clang's view of paftrace.h) as the contract's type."""
     return RawAllocKey(gfp=raw.gfp, order=raw.order, context=raw.context,
                        softirq_vec=raw.softirq_vec)
+
+
+class ReclaimTracker:
+    """Reads reclaim.c's maps and stall records in the object the loader built."""
+
+    def __init__(self, bpf: Any, plan: ReclaimPlan, statuses: dict[int, str],
+                 tap: Tap | None = None):
+        self.bpf = bpf
+        self.plan = plan
+        self.statuses = statuses
+        self.records = StallRecords(statuses, tap)
+        self.log = self.records.log
+        self.handler = self.records.handler
+        self.perf_lost = 0
+
+    def start(self, on_stall: Callable[[Stall], None] | None) -> None:
+        self.records.on_stall = on_stall
+        self.bpf["stalls"].open_perf_buffer(self.handler.callback, page_cnt=16,
+                                            lost_cb=self._lost)
+
+    def _lost(self, lost: int) -> None:
+        self.perf_lost += lost
+
+    def poll(self, timeout_ms: int = 0) -> None:
+        self.bpf.perf_buffer_poll(timeout=timeout_ms)
+
+    def stalls_before(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000
+                      ) -> list[Stall]:
+        self.poll(0)  # records of the failing task may still be in the buffer
+        return self.log.stalls_before(tid, ts_ns, window_ns)
+
+    def stall_info(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000) -> dict:
+        self.poll(0)
+        return self.log.stall_info(tid, ts_ns, window_ns)
+
+    def _percpu(self, name: str) -> list[int]:
+        table = self.bpf[name]
+        return [sum(table[table.Key(i)]) for i in range(len(table))]
+
+    def read_counters(self) -> ReclaimCounters:
+        values = self._percpu("counters")
+        values[COUNTERS.index("lost_stalls")] += self.perf_lost + self.handler.failed
+        return ReclaimCounters(
+            counters=values[:len(COUNTERS)], compact_status=self._percpu("compact_status"),
+            wakeup_kswapd_order=self._percpu("wakeup_kswapd_order"),
+            per_process=[process_stalls(key.value, per_cpu)
+                         for key, per_cpu in self.bpf["per_process"].items()])
+
+    def summary(self, top: int = 10) -> dict:
+        return reclaim_summary(self.plan, self.statuses, self.log, self.read_counters(), top)

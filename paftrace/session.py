@@ -74,8 +74,8 @@ class TraceSession:
 
     def __init__(self, options: TraceOptions, tap: Tap | None = None):
         from paftrace.loader import load  # noqa: PLC0415 - bcc stays out of pure imports
-        from paftrace.maps import MapReader  # noqa: PLC0415
-        from paftrace.reclaim import ReclaimTracker, statuses_for  # noqa: PLC0415
+        from paftrace.maps import MapReader, ReclaimTracker  # noqa: PLC0415
+        from paftrace.reclaim import statuses_for  # noqa: PLC0415
         from paftrace.symbols import BccKernelSymbols, KernelSymbols  # noqa: PLC0415
 
         self.options = options
