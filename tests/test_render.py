@@ -52,7 +52,8 @@ def test_plain_line_and_summary():
     assert "\x1b" not in line and "[bold red]x\\x1b[2J[7/8]" in line
     assert "softirq:NET_RX" in line and "reported/harmful" in line
     text = "\n".join(summary_lines(SUMMARY))
-    assert "order  4:" in text and "larger --stack-storage-size" in text
+    assert "  order  attempts  failures\n      4        10         1\n" in text
+    assert "larger --stack-storage-size" in text
 
 
 def test_live_view_renders_hostile_comm_as_text():

@@ -12,8 +12,9 @@ PLAIN_WIDTH = 200  # a pipe or file has no width; long cells fold rather than tr
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
-               indent: int = 0) -> str:
-    """Columns aligned as a terminal table would be, without colour or box lines."""
+               indent: int = 0, right: Sequence[int] = ()) -> str:
+    """Columns aligned as a terminal table would be, without colour or box lines;
+    the columns numbered in `right` are right-aligned (numbers)."""
     from rich.console import Console  # noqa: PLC0415 - rich stays out of `paftrace --help`
     from rich.padding import Padding  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
@@ -21,8 +22,8 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
 
     table = Table(box=None, show_header=any(headers), show_edge=False, pad_edge=False,
                   padding=(0, 2, 0, 0))
-    for header in headers:
-        table.add_column(header, overflow="fold")
+    for i, header in enumerate(headers):
+        table.add_column(header, overflow="fold", justify="right" if i in right else "left")
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     out = io.StringIO()
