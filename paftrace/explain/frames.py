@@ -48,18 +48,20 @@ _GENERIC_RE = re.compile(
 # decode_stacktrace.sh v5.x+: the offset is replaced by "(file:line ...)"
 _DECODED_RE = re.compile(
     r"^(?:\[<[0-9a-fA-F]{4,16}>\]\s*)?(?P<q>\?\s+)?(?P<sym>" + _SYM + r")"
-    r"\s+\((?:[\w./+-]+:\d+\s*)+\)(?:\s+" + _MOD + r")?\s*$")
+    r"\s+\((?:[\w./+-]+:\d+\s*)+\)(?:\s+(?:" + _MOD + r"|(?P<bmod>[\w-]+)))?\s*$")
 _ARM_RE = re.compile(
     r"^(?:\[<[0-9a-fA-F]{4,16}>\]\s*\()?(?P<sym>" + _SYM + r")(?P<off>" + _OFF + r")?"
     r"(?:\s+" + _MOD + r")?\)?\s+from\s+(?:\[<[0-9a-fA-F]{4,16}>\]\s*\()?"
     r"(?P<fsym>" + _SYM + r")(?P<foff>" + _OFF + r")?"
     r"(?:\s+\[(?P<fmod>[\w-]+)(?:\s+[0-9a-f]{8,40})?\])?\)?\s*$")
-_ARM_NOSYM_RE = re.compile(r"^Function entered at \[<[0-9a-fA-F]{4,16}>\] from \[<[0-9a-fA-F]{4,16}>\]")
+_ARM_NOSYM_RE = re.compile(r"^Function entered at \[<[0-9a-fA-F]{4,16}>\] from "
+                           r"\[<[0-9a-fA-F]{4,16}>\]\s*$")
 _PPC_RE = re.compile(
     r"^\[(?P<sp>[0-9a-fA-F]{8,16})\]\s+\[(?P<ip>[0-9a-fA-F]{8,16})\]\s+"
     r"(?:(?P<sym>" + _SYM + r")(?P<off>" + _OFF + r")?(?:\s+" + _MOD + r")?|0x[0-9a-fA-F]+)?"
     r"(?P<tail>(?:\s+\([^()]{0,200}\))*)\s*$")
-_PPC_TRAP_RE = re.compile(r"^---\s+interrupt:\s*(?P<trap>[0-9a-fA-F]{1,5})\b")
+# "--- Exception: 501 at ..." up to v5.9, "--- interrupt: 501 at ..." since (process.c)
+_PPC_TRAP_RE = re.compile(r"^---\s+(?:interrupt|Exception):\s*(?P<trap>[0-9a-fA-F]{1,5})\b")
 _BRACE_RE = re.compile(r"<IRQ>|<EOI>|<EOE>|<(?P<addr>[0-9a-fA-F]{8,16})>\{(?::(?P<mod>[\w-]+):)?"
                        r"(?P<sym>" + _SYM + r")(?P<off>[+-]\d+)?\}")
 _ADDR_ONLY_RE = re.compile(r"^(?:\[<[0-9a-fA-F]{4,16}>\]\s*)+(?:0x[0-9a-fA-F]+\s*)?$"
@@ -126,7 +128,8 @@ def tokens(line: str) -> list[Token]:
     elif m := _PPC_TRAP_RE.match(text):
         out.append(Token("frame", "", None, True, "", trap=int(m.group("trap"), 16)))
     elif m := _DECODED_RE.match(text):
-        out.append(Token("frame", _symbol(m.group("sym")), m.group("mod"), not m.group("q")))
+        out.append(Token("frame", _symbol(m.group("sym")), m.group("mod") or m.group("bmod"),
+                         not m.group("q")))
     elif _ARM_NOSYM_RE.match(text) or _ADDR_ONLY_RE.match(text):
         out.append(Token("address", text))
     return out

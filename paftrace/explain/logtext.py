@@ -15,6 +15,7 @@ the input (issue 12, items 4-6).
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -141,14 +142,24 @@ def log_lines(text: str) -> list[LogLine]:
     return list(iter_log_lines(text.replace("\r\n", "\n").split("\n")))
 
 
-def read_text_lines(stream: IO[bytes], chunk: int = MAX_LINE_CHARS) -> Iterator[str]:
-    """Decoded lines of a binary stream, each at most `chunk` bytes kept: the rest of an
-    over-long line is read and dropped, so memory stays bounded for any input."""
+def read_text_lines(stream: IO[bytes], head: bytes = b"",
+                    chunk: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """Decoded lines of `head` (bytes already read) then of a binary stream, each at most
+    `chunk` bytes kept: the rest of an over-long line is read and dropped, so memory
+    stays bounded for any input."""
+    pending = b""
+    for line in io.BytesIO(head):
+        if line.endswith(b"\n"):
+            yield decode_input(line[:chunk])
+        else:
+            pending = line[:chunk]
     while True:
-        line = stream.readline(chunk)
+        raw = stream.readline(chunk)
+        ended = not raw or raw.endswith(b"\n")
+        line, pending = (pending + raw)[:chunk] if pending else raw, b""
         if not line:
             return
-        if not line.endswith(b"\n"):
+        if not ended:
             while (more := stream.readline(chunk)) and not more.endswith(b"\n"):
                 pass
         yield decode_input(line)

@@ -87,6 +87,10 @@ def _balance(text: str) -> bool:
     return text.count("(") > text.count(")") or text.count("[") > text.count("]")
 
 
+def _frame_in(text: str) -> bool:
+    return any(t.kind == "frame" for t in tokens(text))
+
+
 def _continues(prev: LogLine, line: LogLine) -> bool:
     """Is `line` the rest of `prev`, cut by a mail client, a terminal or syslog?"""
     text, before = line.text.strip(), prev.text
@@ -101,7 +105,8 @@ def _continues(prev: LogLine, line: LogLine) -> bool:
                                  and re.match(r"^,?\s*(?:mode:|nodemask=|cpuset=)", text)))
     if _HEADER_PART_RE.search(before) or _balance(before) or _CONTINUATION_RE.match(text):
         return True
-    if before.rstrip().endswith((" from", "]", " ?", ",")) and tokens(before + " " + text):
+    if before.rstrip().endswith((" from", "]", " ?", ",")) and _frame_in(before + " " + text) \
+            and not _frame_in(before):
         return True
     if re.search(r"(?:CPU:.*Comm:|Pid:.*comm:)", before) and not re.search(r"#\d", before) \
             and re.search(r"\d+\.\d+\S*\s+#\d", text):
