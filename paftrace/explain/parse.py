@@ -99,11 +99,13 @@ def _continues(prev: LogLine, line: LogLine) -> bool:
     fragment = (re.match(r"^Node \d+\b", before) and "kB" not in before.split()[-1:]
                 and "=" not in before and "free:" not in before and "active" not in before
                 and _FRAGMENT_RE.match(text))
+    joined = _header(before + " " + text) if _HEADER_PART_RE.search(before) else None
+    cut_header = joined is not None and len(joined[0]) < len(before) and _header(before) is None
     if line.prefixed:
         # A record of its own: only pr_cont() fragments that syslog logged one per line.
-        return bool(fragment or (_HEADER_PART_RE.search(before)
+        return bool(fragment or (cut_header
                                  and re.match(r"^,?\s*(?:mode:|nodemask=|cpuset=)", text)))
-    if _HEADER_PART_RE.search(before) or _balance(before) or _CONTINUATION_RE.match(text):
+    if cut_header or _balance(before) or _CONTINUATION_RE.match(text):
         return True
     if before.rstrip().endswith((" from", "]", " ?", ",")) and _frame_in(before + " " + text) \
             and not _frame_in(before):
