@@ -58,10 +58,7 @@ def explain(source: click.utils.LazyFile, kernel: str | None, as_json: bool, pla
     counted = _Counter(read_text_lines(stream, head))
     found = explain_reports(iter_reports(iter_log_lines(counted)), kernel=kernel)
     mode = _output_mode(as_json, plain)
-    if no_group:
-        shown = _render(found, mode)
-    else:
-        shown = _render(iter(group(found)), mode)
+    shown = _render(found if no_group else iter(group(found)), mode)
     if not shown:
         if not counted.content:
             raise click.ClickException(f"{name} is empty: pipe in dmesg/journalctl -k output "

@@ -74,12 +74,12 @@ _HANDLERS = frozenset({
     # arm / arm64 (arch/arm/kernel/irq.c, drivers/irqchip/irq-gic*.c)
     "asm_do_IRQ", "handle_IRQ", "gic_handle_irq", "handle_arch_irq", "do_interrupt_handler",
     # powerpc (arch/powerpc/kernel/irq.c, time.c)
-    "__do_irq", "__do_IRQ", "do_IRQ", "timer_interrupt", "doorbell_exception",
+    "__do_irq", "__do_IRQ", "timer_interrupt", "doorbell_exception",
     # s390 (arch/s390/kernel/irq.c: do_IRQ <= v5.11, do_io_irq/do_ext_irq v5.12+)
     "do_io_irq", "do_ext_irq", "do_irq_async", "do_extint", "do_ext_interrupt",
     "do_cio_interrupt", "do_IO_interrupt",
     # mips (arch/mips/*/irq.c: the platform dispatcher called by handle_int)
-    "plat_irq_dispatch", "do_IRQ",
+    "plat_irq_dispatch",
 })
 _DRIVER_HANDLER_RE = re.compile(r"(?:_intr|_interrupt|_isr|_irq_handler|_hardirq)$")
 # Interrupt-entry frames (assembly or IDT entry glue): decisive only with handler

@@ -81,9 +81,10 @@ def neutralise(text: str) -> str:
 def _strip_once(text: str) -> tuple[str, float | None, str | None]:
     stamp = caller = None
     for rx in _PREFIX_RES:
-        text = rx.sub("", text, count=1)
+        text = rx.sub("", text, count=1).lstrip()
+    text = _QUOTE_RE.sub("", text, count=1)   # a quoted paste inside a log, or the reverse
     if m := _TIMESTAMP_RE.match(text):
-        stamp, text = float(m.group(1)), text[m.end():]
+        stamp, text = float(m.group(1)), text[m.end():].lstrip()
         if m := _CALLER_RE.match(text):
             caller, text = m.group("id"), text[m.end():]
         else:

@@ -28,7 +28,8 @@ from paftrace.explain.report import Frame, FreeArea, Report, ZoneState
 _PAGE_KEY = "page allocation failure"
 _OTHER_KEYS = ("vmalloc error:", "vmalloc: allocation failure", "vmemmap alloc failure")
 _HEAD_LIMIT = 2048   # a header's fields are within this many characters of its keyword
-_PAGE_RE = re.compile(r"page allocation failure(?P<sep>[.:])?\s{0,4}order:\s{0,4}(?P<order>[^,\s]{0,32}),?"
+_PAGE_RE = re.compile(r"page allocation failure(?P<sep>[.:])?\s{0,4}"
+                      r"order:\s{0,4}(?P<order>[^,\s]{0,32}),?"
                       r"\s{0,4}mode:\s{0,4}(?P<mode>[^\s,(]{0,32})(?:\((?P<names>[^)]{0,1024})\))?"
                       r"(?P<rest>.{0,2048})")
 _OTHER_RE = re.compile(r"(?P<detail>(?P<kind>vmalloc|vmemmap)[^\n]{0,1024}?),?\s{0,4}mode:\s{0,4}"
@@ -56,6 +57,9 @@ _CONTINUATION_RE = re.compile(r"^(?:mode:|nodemask=|cpuset=|mems_allowed=|\(GFP|
                               r"\(unreliable\)|from\s)")
 _HEADER_PART_RE = re.compile(r"(?:page allocation failure[.:]?|vmalloc error:|vmalloc: allocation"
                              r" failure:?)(?!.*mode:)")
+# A header cut by a mail client before its keyword was complete.
+_HEADER_START_RE = re.compile(r"(?:\bpage|page allocation|vmalloc|vmalloc:|vmalloc: allocation|"
+                              r"vmalloc error:|vmemmap alloc)\s*$")
 _MAX_BLOCK_LINES = 4000
 _MAX_OPEN = 64          # reports of different printk callers open at once
 
@@ -91,22 +95,53 @@ def _frame_in(text: str) -> bool:
     return any(t.kind == "frame" for t in tokens(text))
 
 
+_LINE_START_RE = re.compile(r"^(?:CPU:|Pid:|Call [Tt]race|Backtrace|Hardware name|Mem-[Ii]nfo|"
+                            r"Node \d|Workqueue:|Stack:|Code:|RIP:|NIP|LR|Exception stack|"
+                            r"Modules linked|lowmem_reserve|\d+ pages|\d+ total|Free swap|"
+                            r"Total swap|"
+                            r"active_anon|[A-Za-z]\w*: \d+\*\d+kB|\w+ per-cpu|-+\[|\S+ cpuset=)")
+
+
+def _self_standing(text: str) -> bool:
+    return bool(_LINE_START_RE.match(text) or tokens(text) or _header(text)
+                or "failure" in text or "vmalloc" in text)
+
+
+def _keyword_at(text: str) -> int:
+    found = [at for key in (_PAGE_KEY, *_OTHER_KEYS) if (at := text.find(key)) >= 0]
+    return min(found, default=-1)
+
+
+def _cut_header(before: str, text: str) -> bool:
+    """`before` holds the start of a header whose fields (or keyword) go on in `text`."""
+    if not (_HEADER_PART_RE.search(before) or _HEADER_START_RE.search(before)):
+        return False
+    at = _keyword_at(before + " " + text)
+    return 0 <= at < len(before) and _header(before) is None and _header(text) is None
+
+
 def _continues(prev: LogLine, line: LogLine) -> bool:
     """Is `line` the rest of `prev`, cut by a mail client, a terminal or syslog?"""
     text, before = line.text.strip(), prev.text
-    if not text or not before or (line.caller and prev.caller and line.caller != prev.caller):
+    if line.caller and prev.caller and line.caller != prev.caller:
+        return False
+    if not before and prev.prefixed and text and not line.prefixed:
+        return True     # "... kernel:" alone, the message wrapped onto the next line
+    if not text or not before:
         return False
     fragment = (re.match(r"^Node \d+\b", before) and "kB" not in before.split()[-1:]
                 and "=" not in before and "free:" not in before and "active" not in before
                 and _FRAGMENT_RE.match(text))
-    joined = _header(before + " " + text) if _HEADER_PART_RE.search(before) else None
-    cut_header = joined is not None and len(joined[0]) < len(before) and _header(before) is None
+    cut_header = _cut_header(before, text)
     if line.prefixed:
         # A record of its own: only pr_cont() fragments that syslog logged one per line.
         return bool(fragment or (cut_header
                                  and re.match(r"^,?\s*(?:mode:|nodemask=|cpuset=)", text)))
     if cut_header or _balance(before) or _CONTINUATION_RE.match(text):
         return True
+    if prev.prefixed and not _self_standing(text) and not tokens(before) \
+            and not text.startswith("#"):
+        return True     # the rest of a prefixed record, wrapped without its prefix
     if before.rstrip().endswith((" from", "]", " ?", ",")) and _frame_in(before + " " + text) \
             and not _frame_in(before):
         return True
