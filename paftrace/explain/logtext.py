@@ -80,9 +80,18 @@ def neutralise(text: str) -> str:
 
 def _strip_once(text: str) -> tuple[str, float | None, str | None]:
     stamp = caller = None
-    for rx in _PREFIX_RES:
-        text = rx.sub("", text, count=1).lstrip()
-    text = _QUOTE_RE.sub("", text, count=1)   # a quoted paste inside a log, or the reverse
+    first = text[:1]
+    if first == "<":
+        text = _PREFIX_RES[0].sub("", text, count=1).lstrip()
+        first = text[:1]
+    if first != "[" and first not in "> |":
+        for rx in _PREFIX_RES[1:3]:
+            text = rx.sub("", text, count=1).lstrip()
+    if text[:1] in ">|":
+        text = _QUOTE_RE.sub("", text, count=1)   # a quoted paste inside a log, or the reverse
+    if text[:1] != "[":
+        return text, stamp, caller
+    text = _PREFIX_RES[3].sub("", text, count=1).lstrip()
     if m := _TIMESTAMP_RE.match(text):
         stamp, text = float(m.group(1)), text[m.end():].lstrip()
         if m := _CALLER_RE.match(text):
@@ -99,7 +108,7 @@ def _strip_once(text: str) -> tuple[str, float | None, str | None]:
 
 def strip_prefixes(line: str) -> tuple[str, float | None, str | None]:
     """Message text, timestamp and caller id of one line ('prefixes nest')."""
-    text = _QUOTE_RE.sub("", line).strip()
+    text = (_QUOTE_RE.sub("", line, count=1) if line.lstrip()[:1] in ">|" else line).strip()
     stamp: float | None = None
     caller: str | None = None
     for _ in range(3):
@@ -128,10 +137,16 @@ def looks_binary(text: str) -> bool:
 def clean_line(number: int, raw: str) -> Iterator[LogLine]:
     """One physical input line -> log lines (rsyslog writes embedded newlines as '#012')."""
     raw = raw[:MAX_LINE_CHARS].rstrip("\r\n")
-    for piece in raw.split("#012"):
-        stripped = _QUOTE_RE.sub("", strip_ansi(piece)).strip()
-        body, stamp, caller = strip_prefixes(neutralise(stripped))
-        yield LogLine(number, body, stamp, caller, prefixed=body != stripped.strip())
+    for piece in raw.split("#012") if "#012" in raw else (raw,):
+        if "\x1b" in piece or "\x9b" in piece:
+            piece = strip_ansi(piece)
+        stripped = piece.strip()
+        if stripped[:1] in ">|":
+            stripped = _QUOTE_RE.sub("", stripped, count=1).strip()
+        if not stripped.isprintable():
+            stripped = neutralise(stripped)
+        body, stamp, caller = strip_prefixes(stripped)
+        yield LogLine(number, body, stamp, caller, prefixed=body != stripped)
 
 
 def iter_log_lines(lines: Iterable[str]) -> Iterator[LogLine]:

@@ -61,6 +61,7 @@ _HEADER_PART_RE = re.compile(r"(?:page allocation failure[.:]?|vmalloc error:|vm
 _HEADER_START_RE = re.compile(r"(?:\bpage|page allocation|vmalloc|vmalloc:|vmalloc: allocation|"
                               r"vmalloc error:|vmemmap alloc)\s*$")
 _MAX_BLOCK_LINES = 4000
+_MAX_JOINS, _MAX_JOINED = 8, 4096   # a wrapped record is a few lines, never a whole file
 _MAX_OPEN = 64          # reports of different printk callers open at once
 
 
@@ -88,7 +89,8 @@ def parse_mask(text: str) -> int | None:
 
 
 def _balance(text: str) -> bool:
-    return text.count("(") > text.count(")") or text.count("[") > text.count("]")
+    return ("(" in text and text.count("(") > text.count(")")) or \
+        ("[" in text and text.count("[") > text.count("]"))
 
 
 def _frame_in(text: str) -> bool:
@@ -114,10 +116,25 @@ def _keyword_at(text: str) -> int:
 
 def _cut_header(before: str, text: str) -> bool:
     """`before` holds the start of a header whose fields (or keyword) go on in `text`."""
+    if "page" not in before and "vm" not in before:
+        return False
     if not (_HEADER_PART_RE.search(before) or _HEADER_START_RE.search(before)):
         return False
     at = _keyword_at(before + " " + text)
     return 0 <= at < len(before) and _header(before) is None and _header(text) is None
+
+
+_NODE_RE = re.compile(r"^Node \d+\b")
+_MODE_NEXT_RE = re.compile(r"^,?\s*(?:mode:|nodemask=|cpuset=)")
+_IDENTITY_RE = re.compile(r"(?:CPU:.*Comm:|Pid:.*comm:)")
+_VERSION_NEXT_RE = re.compile(r"^#\d|\d+\.\d+\S*\s+#\d")
+
+
+def _fragment(before: str, text: str) -> bool:
+    """A free-area line that syslog split into one record per pr_cont() fragment."""
+    return bool(before.startswith("Node") and _NODE_RE.match(before)
+                and "kB" not in before.split()[-1:] and "=" not in before
+                and "free:" not in before and "active" not in before and _FRAGMENT_RE.match(text))
 
 
 def _continues(prev: LogLine, line: LogLine) -> bool:
@@ -129,26 +146,22 @@ def _continues(prev: LogLine, line: LogLine) -> bool:
         return True     # "... kernel:" alone, the message wrapped onto the next line
     if not text or not before:
         return False
-    fragment = (re.match(r"^Node \d+\b", before) and "kB" not in before.split()[-1:]
-                and "=" not in before and "free:" not in before and "active" not in before
-                and _FRAGMENT_RE.match(text))
-    cut_header = _cut_header(before, text)
     if line.prefixed:
         # A record of its own: only pr_cont() fragments that syslog logged one per line.
-        return bool(fragment or (cut_header
-                                 and re.match(r"^,?\s*(?:mode:|nodemask=|cpuset=)", text)))
-    if cut_header or _balance(before) or _CONTINUATION_RE.match(text):
+        return _fragment(before, text) or bool(_MODE_NEXT_RE.match(text)
+                                               and _cut_header(before, text))
+    if _balance(before) or _CONTINUATION_RE.match(text) or _cut_header(before, text):
         return True
-    if prev.prefixed and not _self_standing(text) and not tokens(before) \
-            and not text.startswith("#"):
+    if prev.prefixed and not (text.startswith("#") and not text[1:2].isdigit()) \
+            and not _self_standing(text) and not tokens(before):
         return True     # the rest of a prefixed record, wrapped without its prefix
-    if before.rstrip().endswith((" from", "]", " ?", ",")) and _frame_in(before + " " + text) \
+    if before.endswith((" from", "]", " ?", ",")) and _frame_in(before + " " + text) \
             and not _frame_in(before):
         return True
-    if re.search(r"(?:CPU:.*Comm:|Pid:.*comm:)", before) and not re.search(r"#\d", before) \
-            and re.search(r"\d+\.\d+\S*\s+#\d", text):
+    if "omm:" in before and _IDENTITY_RE.search(before) and "#" not in before \
+            and _VERSION_NEXT_RE.search(text):
         return True
-    return bool(fragment)
+    return _fragment(before, text)
 
 
 def join_wrapped(lines: Iterable[LogLine]) -> Iterator[LogLine]:
@@ -156,15 +169,18 @@ def join_wrapped(lines: Iterable[LogLine]) -> Iterator[LogLine]:
     line, a frame cut inside its brackets, a CPU line cut before the version) and
     free-area lines that syslog split into one record per pr_cont() fragment."""
     prev: LogLine | None = None
+    joins = 0
     for line in lines:
-        if prev is not None and _continues(prev, line):
+        if prev is not None and joins < _MAX_JOINS and len(prev.text) < _MAX_JOINED \
+                and _continues(prev, line):
+            joins += 1
             sep = "" if prev.text.endswith((" ", ",")) or line.text.startswith(("+", ",")) else " "
             prev = LogLine(prev.number, prev.text + sep + line.text.strip(), prev.timestamp,
                            prev.caller, prev.prefixed)
             continue
         if prev is not None:
             yield prev
-        prev = line
+        prev, joins = line, 0
     if prev is not None:
         yield prev
 
