@@ -150,8 +150,14 @@ def usable_frames(frames: list[Frame]) -> tuple[list[Frame], bool]:
     return (reliable, False) if reliable else (frames, bool(frames))
 
 
+def is_entry(name: str) -> bool:
+    # x86 v5.8+ (arch/x86/include/asm/idtentry.h): asm_* are the assembly stubs and
+    # sysvec_* the C wrappers that switch stacks; __sysvec_* are the handlers.
+    return name in _ENTRIES or name.startswith(("asm_", "sysvec_"))
+
+
 def is_handler(name: str) -> bool:
-    return name in _HANDLERS or (name not in _ENTRIES and bool(_DRIVER_HANDLER_RE.search(name)))
+    return name in _HANDLERS or (not is_entry(name) and bool(_DRIVER_HANDLER_RE.search(name)))
 
 
 def _trap(scan: _Scan, trap: int) -> bool:
@@ -177,7 +183,7 @@ def _threaded(outer: list[Frame]) -> str | None:
         name = symbol_name(frame.name)
         if name in _IRQ_THREAD:
             return name
-        if name in _ENTRIES or name in _SOFTIRQ_LOOP:
+        if is_entry(name) or name in _SOFTIRQ_LOOP:
             return None
     return None
 
@@ -206,7 +212,7 @@ def _scan(frames: list[Frame]) -> _Scan:
                 # its own kthread, process context.
                 scan.context, scan.marker = PROCESS, f"{name} called by {thread}"
             return scan
-        if name in _ENTRIES:
+        if is_entry(name):
             scan.stale.append(name)
         elif name in _PROCESS_ENTRIES:
             scan.process_entry = name

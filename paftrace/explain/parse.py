@@ -28,12 +28,12 @@ from paftrace.explain.report import Frame, FreeArea, Report, ZoneState
 _PAGE_KEY = "page allocation failure"
 _OTHER_KEYS = ("vmalloc error:", "vmalloc: allocation failure", "vmemmap alloc failure")
 _HEAD_LIMIT = 2048   # a header's fields are within this many characters of its keyword
+# "mode:%#x(%pGg)" and what follows (nodemask=, cpuset=, mems_allowed=)
+_MASK_TAIL = (r"\s{0,4}mode:\s{0,4}(?P<mode>[^\s,(]{0,32})(?:\((?P<names>[^)]{0,1024})\))?"
+              r"(?P<rest>.{0,2048})")
 _PAGE_RE = re.compile(r"page allocation failure(?P<sep>[.:])?\s{0,4}"
-                      r"order:\s{0,4}(?P<order>[^,\s]{0,32}),?"
-                      r"\s{0,4}mode:\s{0,4}(?P<mode>[^\s,(]{0,32})(?:\((?P<names>[^)]{0,1024})\))?"
-                      r"(?P<rest>.{0,2048})")
-_OTHER_RE = re.compile(r"(?P<detail>(?P<kind>vmalloc|vmemmap)[^\n]{0,1024}?),?\s{0,4}mode:\s{0,4}"
-                       r"(?P<mode>[^\s,(]{0,32})(?:\((?P<names>[^)]{0,1024})\))?(?P<rest>.{0,2048})")
+                      r"order:\s{0,4}(?P<order>[^,\s]{0,32}),?" + _MASK_TAIL)
+_OTHER_RE = re.compile(r"(?P<detail>(?P<kind>vmalloc|vmemmap)[^\n]{0,1024}?),?" + _MASK_TAIL)
 _CPU_LINE_RE = re.compile(r"CPU:\s*\d+\s+(?:UID:\s*\d+\s+)?PID:\s*(?P<pid>\d+)\s+Comm:\s*"
                           r"(?P<comm>.{1,16}?)\s+(?:Kdump|Not tainted|Tainted|\d+\.\d+)")
 _PID_LINE_RE = re.compile(r"Pid:\s*(?P<pid>\d+),\s*comm:\s*(?P<comm>.{1,16}?)\s+"
@@ -56,7 +56,7 @@ _CONTINUATION_RE = re.compile(r"^(?:mode:|nodemask=|cpuset=|mems_allowed=|\(GFP|
                               r"\+0x[0-9a-fA-F]+/0x|\[[\w-]+\]\)?\s*(?:from\b|$)|"
                               r"\(unreliable\)|from\s)")
 _HEADER_PART_RE = re.compile(r"(?:page allocation failure[.:]?|vmalloc error:|vmalloc: allocation"
-                             r" failure:?)(?!.*mode:)")
+                             r" failure:?)(?!.{0,2048}mode:)")
 # A header cut by a mail client before its keyword was complete.
 _HEADER_START_RE = re.compile(r"(?:\bpage|page allocation|vmalloc|vmalloc:|vmalloc: allocation|"
                               r"vmalloc error:|vmemmap alloc)\s*$")
