@@ -34,7 +34,7 @@ EXPECTED: dict[str, tuple] = {
         (None, "0x14000c0", ["GFP_KERNEL"], "process", None,
          {"kind": "vmalloc", "comm": "kmodloader", "requester": "module_alloc"}),
     "3.2-arm-address-only.txt":
-        (0, "0xd0", ["GFP_KERNEL"], None, None,
+        (0, "0xd0", ["GFP_KERNEL"], "unknown", None,
          {"comm": "modprobe", "address_only_frames": 7, "stack": [],
           "detail": "vmalloc: allocation failure: 0 bytes"}),
     "5.4-x86-dmesg-T-kworker.txt":
@@ -70,8 +70,8 @@ EXPECTED: dict[str, tuple] = {
         (0, "0x14210d2", ["GFP_HIGHUSER", "__GFP_NORETRY", "__GFP_RECLAIMABLE"], "process",
          None, {}),
     "4.9-coreos-java.txt":
-        (0, "0x2084120", ["GFP_ATOMIC", "__GFP_COLD", "__GFP_COMP"], None, None, {}),
-    "6.8-xtensa-threaded-irq.txt": (0, "0x820", ATOMIC, None, None, {}),
+        (0, "0x2084120", ["GFP_ATOMIC", "__GFP_COLD", "__GFP_COMP"], "unknown", None, {}),
+    "6.8-xtensa-threaded-irq.txt": (0, "0x820", ATOMIC, "unknown", None, {}),
 }
 
 
@@ -112,7 +112,7 @@ def test_corpus_covers_every_architecture_and_paste_shape() -> None:
 
 def test_address_only_trace_says_so_and_guesses_nothing() -> None:
     [got] = explain_json(DATA / "3.2-arm-address-only.txt")
-    assert got["context"] is None and got["requester"] is None
+    assert got["context"] == "unknown" and got["requester"] is None
     assert "no symbols" in got["context_evidence"][0]
     assert any("addresses only" in p for p in got["problems"])
 

@@ -164,7 +164,9 @@ def assess(report: Report, table: GfpTable, context: str | None,
         label = "benign" if verdict.severity == EXPECTED else "real"
         result = Assessment(label, [Point(verdict.rule, f"mode {hex(report.mode)} = "
                                           f"{table.format(report.mode)}, context "
-                                          f"{context or 'unknown'}, order {order}")])
+                                          f"{context or 'unknown'}, "
+                                          + (f"order {order}" if report.order is not None
+                                             else "no order"))])
     if report.kind == "vmalloc":
         result.findings.append(Point("vmalloc failure, not a buddy-allocator one: contiguous "
                                      "physical memory is not needed; the report gives a size, "

@@ -225,11 +225,11 @@ def _scan(frames: list[Frame]) -> _Scan:
 def read_context(frames: list[Frame], comm: str | None, address_only: int = 0) -> ContextReading:
     if not frames:
         if address_only:
-            return ContextReading(None, None, [
+            return ContextReading(UNKNOWN, None, [
                 f"the call trace has {address_only} address(es) and no symbols (kernel without "
                 "CONFIG_KALLSYMS, or symbols stripped): context not guessed; resolve them with "
                 "scripts/decode_stacktrace.sh or addr2line against that kernel's vmlinux"])
-        return ContextReading(None, None, ["no call trace in the report"])
+        return ContextReading(UNKNOWN, None, ["no call trace in the report"])
     usable, guessed = usable_frames(frames)
     scan = _scan(usable)
     reading = ContextReading(scan.context, scan.vector, guessed=guessed,
@@ -264,6 +264,7 @@ def read_context(frames: list[Frame], comm: str | None, address_only: int = 0) -
             evidence.append("allocation frames inside <IRQ> (bracket closed by <EOI>/</IRQ>) "
                             "and no softirq frame")
         else:
+            reading.context = UNKNOWN
             evidence.append("allocation frames inside <IRQ>, but the trace is cut before the "
                             "bracket closes: hardirq or softirq (x86-64 runs both there)")
     elif section == "nmi":
