@@ -236,3 +236,16 @@ def test_rich_output_shows_log_text_literally(comm: str) -> None:
         plain = StringIO()
         render_rich(found, Console(file=plain, width=200, color_system=None))
         assert found[0].report.comm in plain.getvalue()
+
+
+@given(st.lists(st.one_of(st.binary(max_size=200), st.sampled_from([
+    b"x: page allocation failure: order:3, mode:0x820(GFP_ATOMIC)\n", b"\x1b[31m", b"#012",
+    b"Call Trace:\n", b" <IRQ>\n", b" foo+0x1/0x2 [m]\n", b"> ", b"mode:0x20\n", b"\r\n",
+    b"[  1.0][ T12] ", b"vmalloc error: size 1, mode:08\n", b"\xff\xfe"])), max_size=40))
+@settings(max_examples=150, deadline=None)
+def test_cli_streams_any_bytes_without_a_traceback(parts: list[bytes]) -> None:
+    result = CliRunner().invoke(main, ["explain", "--json", "-"], input=b"".join(parts))
+    assert result.exit_code in (0, 1), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for line in result.stdout.splitlines():
+        json.loads(line)

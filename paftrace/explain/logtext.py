@@ -46,6 +46,8 @@ _PREFIX_RES = [
     # dmesg -T / --ctime: "[Mon Apr 20 15:08:07 2020]"
     re.compile(r"^\[\s*" + _DAY + r" " + _MONTH + r"\s+\d{1,2} \d\d:\d\d:\d\d \d{4}\]\s?"),
 ]
+# journalctl -o short-monotonic: "[  123.456789] host kernel: msg"
+_HOST_KERNEL_RE = re.compile(r"^[\w.@-]{1,64}\s+kernel:\s?")
 _TIMESTAMP_RE = re.compile(r"^\[\s*(\d{1,12}\.\d{1,9})(?:@\d{1,4})?\]\s?")
 # printk caller id (CONFIG_PRINTK_CALLER, v5.1+): "[ T1234]" from a task, "[  C3]" from
 # interrupt context on CPU 3 (kernel/printk/printk.c printk_caller_id(): in_task() ?
@@ -94,6 +96,7 @@ def _strip_once(text: str) -> tuple[str, float | None, str | None]:
     text = _PREFIX_RES[3].sub("", text, count=1).lstrip()
     if m := _TIMESTAMP_RE.match(text):
         stamp, text = float(m.group(1)), text[m.end():].lstrip()
+        text = _HOST_KERNEL_RE.sub("", text, count=1)
         if m := _CALLER_RE.match(text):
             caller, text = m.group("id"), text[m.end():]
         else:
