@@ -249,3 +249,43 @@ def test_cli_streams_any_bytes_without_a_traceback(parts: list[bytes]) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit)
     for line in result.stdout.splitlines():
         json.loads(line)
+
+
+# --- every report warn_alloc() prints for vmalloc (mm/vmalloc.c) -----------------------
+
+@pytest.mark.parametrize("header, kind, order, detail", [
+    # v5.13+ __vmalloc_node_range / __vmalloc_area_node
+    ("x: vmalloc error: size 0, exceeds total pages, mode:0xcc0(GFP_KERNEL), nodemask=(null)",
+     "vmalloc", None, "vmalloc error: size 0, exceeds total pages"),
+    ("x: vmalloc error: size 8192, vm_struct allocation failed, mode:0xdc0(GFP_KERNEL|"
+     "__GFP_ZERO), nodemask=(null),cpuset=/,mems_allowed=0", "vmalloc", None,
+     "vmalloc error: size 8192, vm_struct allocation failed"),
+    ("x: vmalloc error: size 4096, failed to allocated page array size 8, mode:0xcc0(GFP_KERNEL)"
+     ", nodemask=(null)", "vmalloc", None,
+     "vmalloc error: size 4096, failed to allocated page array size 8"),
+    ("x: vmalloc error: size 65536, failed to map pages, mode:0xcc0(GFP_KERNEL), nodemask=(null)",
+     "vmalloc", None, "vmalloc error: size 65536, failed to map pages"),
+    # v4.12-v5.12, and v4.9-v4.11 (", allocated N of M bytes")
+    ("x: vmalloc: allocation failure: 425984 bytes, mode:0x14000c0(GFP_KERNEL), nodemask=(null)",
+     "vmalloc", None, "vmalloc: allocation failure: 425984 bytes"),
+    ("x: vmalloc: allocation failure, allocated 0 of 4096 bytes, mode:0x24000c2(GFP_KERNEL|"
+     "__GFP_HIGHMEM)", "vmalloc", None, "vmalloc: allocation failure, allocated 0 of 4096 bytes"),
+    # mm/sparse-vmemmap.c: has an order
+    ("x: vmemmap alloc failure: order:9, mode:0x4cc0(GFP_KERNEL|__GFP_RETRY_MAYFAIL), "
+     "nodemask=(null),cpuset=/,mems_allowed=0", "vmemmap", 9, "vmemmap alloc failure: order:9"),
+])
+def test_every_vmalloc_wording_is_a_report(header: str, kind: str, order: int | None,
+                                           detail: str) -> None:
+    [e] = explain_text(header + "\n")
+    assert (e.report.kind, e.report.order, e.report.detail, e.report.comm) == \
+        (kind, order, detail, "x")
+    assert e.report.mode is not None and e.flags
+
+
+def test_old_vmalloc_line_before_a_page_report_is_one_report() -> None:
+    # 2.6.28-4.8: warn_alloc_failed() printed the vmalloc message, then its own header.
+    text = ("vmalloc: allocation failure, allocated 16384 of 32768 bytes\n"
+            "insmod: page allocation failure: order:0, mode:0xd2\n")
+    [e] = explain_text(text)
+    assert e.report.detail == "vmalloc: allocation failure, allocated 16384 of 32768 bytes"
+    assert any("vmalloc's" in f.text for f in e.assessment.findings)
