@@ -62,6 +62,8 @@ EXPECTED: dict[str, tuple] = {
     "2.6.9-x86_64-e1000-hardirq-WRITTEN.txt":
         (3, "0x20", ATOMIC, "hardirq", None,
          {"requester": "e1000_alloc_rx_buffers [e1000]"}),
+    "3.0-s390x-sles11-mail-quoted.txt":
+        (4, "0x4d0", ["GFP_KERNEL", "GFP_REPEAT"], "unknown", None, {"comm": "WebContainer :"}),
     "4.3-arm-tasklet.txt": (0, "0x20", ATOMIC, "softirq", "TASKLET", {}),
     "3.10-rhel7-netvsc-softirq.txt": (0, "0x20", ATOMIC, "softirq", "NET_RX", {}),
     "2.6.32-tg3-softirq-seed.txt": (4, "0x20", ATOMIC, "softirq", "NET_RX", {}),
@@ -83,7 +85,7 @@ def explain_json(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_corpus_report_decodes_as_expected(name: str) -> None:
-    [got] = explain_json(DATA / name)
+    got = explain_json(DATA / name)[0]
     order, mode, flags, context, vector, extra = EXPECTED[name]
     assert (got["order"], got["mode"], got["gfp_flags"]) == (order, mode, flags)
     assert (got["context"], got["softirq"]) == (context, vector), got["context_evidence"]
@@ -108,6 +110,13 @@ def test_corpus_covers_every_architecture_and_paste_shape() -> None:
                    "kernwarn", "android-kmsg", "quoted", "wrapped", "dmesg-T", "callerid",
                    "decode-stacktrace", "vmalloc-error", "vmalloc-old-wording", "stale"):
         assert needle in names, needle
+
+
+def test_quoted_mail_with_two_headers_gives_two_reports() -> None:
+    found = explain_json(DATA / "3.0-s390x-sles11-mail-quoted.txt")
+    assert [(r["comm"], r["order"], r["mode"]) for r in found] == \
+        [("WebContainer :", 4, "0x4d0"), ("mount.nfs", 4, "0x4d0")]
+    assert all(r["context_evidence"] == ["no call trace in the report"] for r in found)
 
 
 def test_address_only_trace_says_so_and_guesses_nothing() -> None:
