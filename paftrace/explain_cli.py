@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import click
 from rich.console import Console
 
-from paftrace.explain.analyze import Explanation, explain_reports, group
+from paftrace.explain.analyze import MAX_GROUPS, Explanation, Grouper, explain_reports
 from paftrace.explain.logtext import decode_input, iter_log_lines, looks_binary, read_text_lines
 from paftrace.explain.parse import iter_reports
 from paftrace.explain.render import render_json, render_plain, render_rich
@@ -58,7 +58,17 @@ def explain(source: click.utils.LazyFile, kernel: str | None, as_json: bool, pla
     counted = _Counter(read_text_lines(stream, head))
     found = explain_reports(iter_reports(iter_log_lines(counted)), kernel=kernel)
     mode = _output_mode(as_json, plain)
-    shown = _render(found if no_group else iter(group(found)), mode)
+    grouper = Grouper(MAX_GROUPS)
+    if no_group:
+        shown = _render(found, mode)
+    else:
+        for e in found:
+            grouper.add(e)
+        shown = _render(iter(grouper.groups()), mode)
+    if grouper.dropped:
+        click.echo(f"{grouper.dropped} more report(s) with other stacks not shown: only the "
+                   f"first {MAX_GROUPS} distinct ones are kept; --no-group streams them all",
+                   err=True)
     if not shown:
         if not counted.content:
             raise click.ClickException(f"{name} is empty: pipe in dmesg/journalctl -k output "

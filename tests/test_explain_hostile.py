@@ -289,3 +289,17 @@ def test_old_vmalloc_line_before_a_page_report_is_one_report() -> None:
     [e] = explain_text(text)
     assert e.report.detail == "vmalloc: allocation failure, allocated 16384 of 32768 bytes"
     assert any("vmalloc's" in f.text for f in e.assessment.findings)
+
+
+def test_grouped_output_keeps_a_bounded_number_of_groups_and_says_so(monkeypatch) -> None:
+    command = main.get_command(None, "explain")  # type: ignore[attr-defined]
+    module = sys.modules[command.callback.__module__]
+    monkeypatch.setattr(module, "MAX_GROUPS", 5)
+    text = "".join(f"p{i}: page allocation failure: order:1, mode:0x20\n" for i in range(8))
+    result = CliRunner().invoke(main, ["explain", "--json", "-"], input=text)
+    assert result.exit_code == 0
+    assert [json.loads(line)["comm"] for line in result.stdout.splitlines()] == \
+        [f"p{i}" for i in range(5)]
+    assert "3 more report(s) with other stacks not shown" in result.stderr
+    streamed = CliRunner().invoke(main, ["explain", "--json", "--no-group", "-"], input=text)
+    assert len(streamed.stdout.splitlines()) == 8 and not streamed.stderr

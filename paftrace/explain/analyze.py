@@ -14,6 +14,7 @@ from paftrace.explain.parse import parse_reports
 from paftrace.explain.report import Report
 
 MAX_LINES_KEPT = 1000   # line numbers listed per group; `count` keeps counting
+MAX_GROUPS = 2000       # distinct reports kept for grouped output (--no-group streams all)
 
 
 @dataclass
@@ -91,19 +92,37 @@ def explain_report(report: Report, kernel: str | None = None,
     return Explanation(report, choice, flags, reading, assessment, lines=[report.line])
 
 
-def group(explanations: Iterable[Explanation]) -> list[Explanation]:
+class Grouper:
     """Same stack, order and mode -> one entry with a count, in first-seen order.
-    Consumes a stream: only the first report of each group is kept."""
-    seen: dict[tuple[Any, ...], Explanation] = {}
-    for e in explanations:
+    Consumes a stream keeping only the first report of each group, and at most `limit`
+    groups (memory stays bounded for any input): further distinct reports are counted in
+    `dropped`, never silently lost."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.seen: dict[tuple[Any, ...], Explanation] = {}
+        self.limit = limit
+        self.dropped = 0
+
+    def add(self, e: Explanation) -> None:
         key = e.signature()
-        if key in seen:
-            seen[key].count += 1
-            if len(seen[key].lines) < MAX_LINES_KEPT:
-                seen[key].lines.append(e.report.line)
+        if key in self.seen:
+            self.seen[key].count += 1
+            if len(self.seen[key].lines) < MAX_LINES_KEPT:
+                self.seen[key].lines.append(e.report.line)
+        elif self.limit is not None and len(self.seen) >= self.limit:
+            self.dropped += 1
         else:
-            seen[key] = e
-    return list(seen.values())
+            self.seen[key] = e
+
+    def groups(self) -> list[Explanation]:
+        return list(self.seen.values())
+
+
+def group(explanations: Iterable[Explanation], limit: int | None = None) -> list[Explanation]:
+    grouper = Grouper(limit)
+    for e in explanations:
+        grouper.add(e)
+    return grouper.groups()
 
 
 def explain_reports(reports: Iterable[Report], kernel: str | None = None,
