@@ -19,7 +19,8 @@ from rich.console import Console
 
 from paftrace.cli import main
 from paftrace.explain.analyze import explain_text
-from paftrace.explain.parse import parse_mask, parse_reports
+from paftrace.explain.headers import parse_printed_mask
+from paftrace.explain.parse import parse_reports
 from paftrace.explain.render import render_rich
 
 DATA = Path(__file__).parent / "data" / "reports"
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
                                             ("0", 0), ("0X2080020", 0x2080020), ("d0", 0xd0)])
 def test_mask_is_read_as_hex_like_the_kernel_prints_it(printed: str, value: int) -> None:
     # "%#x" (4.6+) or "0x%x" / "%x" before: hexadecimal in every era.
-    assert parse_mask(printed) == value
+    assert parse_printed_mask(printed) == value
     [e] = explain_text(f"x: page allocation failure: order:1, mode:{printed}\n")
     assert e.report.mode == value
 

@@ -1,13 +1,8 @@
 """Find allocation failure reports in log text and read their parts, streaming.
 
-Every report warn_alloc() (mm/page_alloc.c) and its predecessors print:
-"failure. order:4, mode:0x20" (2.6.x), "failure: order:4, mode:0x2080020"
-(3.x-4.5), "mode:0x...(NAMES)" (4.6+), ", nodemask=..." (4.11+), ",cpuset=...,
-mems_allowed=..." on the same line (5.4+) or on their own line (4.14-4.19);
-vmalloc's "vmalloc: allocation failure: N bytes, mode:..." (mm/vmalloc.c,
-v4.12-v5.12) and "vmalloc error: size N, <reason>, mode:..." (v5.13+), which
-carry a size and no order; "vmemmap alloc failure: order:N" (mm/sparse-vmemmap.c).
-The mask is printed "%#x" (4.6+), "0x%x" before: always hexadecimal.
+Headers are recognised by explain/headers.py, wrapped lines re-joined by
+explain/wrapping.py, trace lines tokenised by explain/frames.py. cpuset/mems_allowed
+come on the header line (5.4+) or on their own line (4.14-4.19).
 
 A report runs until the next header from the same printk caller (or, without
 caller ids, the next header); its call trace ends at Mem-Info or at another trace.
@@ -22,18 +17,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from paftrace.explain.frames import Token, tokens
+from paftrace.explain.headers import find_header, new_report
 from paftrace.explain.logtext import LogLine, iter_log_lines
 from paftrace.explain.report import Frame, FreeArea, Report, ZoneState
+from paftrace.explain.wrapping import join_wrapped
 
-_PAGE_KEY = "page allocation failure"
-_OTHER_KEYS = ("vmalloc error:", "vmalloc: allocation failure", "vmemmap alloc failure")
-_HEAD_LIMIT = 2048   # a header's fields are within this many characters of its keyword
-# "mode:%#x(%pGg)" and what follows (nodemask=, cpuset=, mems_allowed=)
-_MASK_TAIL = (r"\s{0,4}mode:\s{0,4}(?P<mode>[^\s,(]{0,32})(?:\((?P<names>[^)]{0,1024})\))?"
-              r"(?P<rest>.{0,2048})")
-_PAGE_RE = re.compile(r"page allocation failure(?P<sep>[.:])?\s{0,4}"
-                      r"order:\s{0,4}(?P<order>[^,\s]{0,32}),?" + _MASK_TAIL)
-_OTHER_RE = re.compile(r"(?P<detail>(?P<kind>vmalloc|vmemmap)[^\n]{0,1024}?),?" + _MASK_TAIL)
 _CPU_LINE_RE = re.compile(r"CPU:\s*\d+\s+(?:UID:\s*\d+\s+)?PID:\s*(?P<pid>\d+)\s+Comm:\s*"
                           r"(?P<comm>.{1,16}?)\s+(?:Kdump|Not tainted|Tainted|\d+\.\d+)")
 _PID_LINE_RE = re.compile(r"Pid:\s*(?P<pid>\d+),\s*comm:\s*(?P<comm>.{1,16}?)\s+"
@@ -46,179 +34,13 @@ _TRACE_END_RE = re.compile(r"Mem-Info|Mem-info|invoked oom-killer|---\[ end trac
 _FREE_AREA_RE = re.compile(r"^(?:Node\s+(?P<node>\d+)\s+)?(?P<zone>[A-Za-z]\w{0,31}):\s+"
                            r"(?P<body>(?:\d+\*\d+kB[^=]{0,4096})?)=\s*(?P<total>\d+)kB")
 _BLOCK_RE = re.compile(r"(\d+)\*(\d+)kB")
-_FRAGMENT_RE = re.compile(r"^(?:Node \d+ ?|\w+: ?|\d+\*\d+kB ?|\([A-Z]+\) ?|= ?\d+kB ?)$")
 _ZONE_RE = re.compile(r"^Node\s+(?P<node>\d+)\s+(?P<zone>\w+)\s+free:(?P<free>\d+)kB\s+"
                       r"(?:boost:\d+kB\s+)?min:(?P<min>\d+)kB\s+low:(?P<low>\d+)kB\s+"
                       r"high:(?P<high>\d+)kB")
 _MANAGED_RE = re.compile(r"managed:(\d+)kB")
 _RAM_RE = re.compile(r"^(\d+) pages RAM")
-_CONTINUATION_RE = re.compile(r"^(?:mode:|nodemask=|cpuset=|mems_allowed=|\(GFP|,\s*mode:|"
-                              r"\+0x[0-9a-fA-F]+/0x|\[[\w-]+\]\)?\s*(?:from\b|$)|"
-                              r"\(unreliable\)|from\s)")
-_HEADER_PART_RE = re.compile(r"(?:page allocation failure[.:]?|vmalloc error:|vmalloc: allocation"
-                             r" failure:?)(?!.{0,2048}mode:)")
-# A header cut by a mail client before its keyword was complete.
-_HEADER_START_RE = re.compile(r"(?:\bpage|page allocation|vmalloc|vmalloc:|vmalloc: allocation|"
-                              r"vmalloc error:|vmemmap alloc)\s*$")
 _MAX_BLOCK_LINES = 4000
-_MAX_JOINS, _MAX_JOINED = 8, 4096   # a wrapped record is a few lines, never a whole file
 _MAX_OPEN = 64          # reports of different printk callers open at once
-
-
-def _header(text: str) -> tuple[str, re.Match[str]] | None:
-    """Linear: locate the keyword with str.find, then match bounded fields there."""
-    at = text.find(_PAGE_KEY)
-    if at >= 0:
-        m = _PAGE_RE.match(text, at, at + _HEAD_LIMIT)
-        return (text[:at], m) if m else None
-    for key in _OTHER_KEYS:
-        at = text.find(key)
-        if at >= 0:
-            m = _OTHER_RE.match(text, at, at + _HEAD_LIMIT)
-            return (text[:at], m) if m else None
-    return None
-
-
-def parse_mask(text: str) -> int | None:
-    """The mask as the kernel printed it: "%#x" / "0x%x" / "%x" -> always hex
-    ("mode:0123" is 0x123, "mode:08" is 0x8); None when it is not a number."""
-    digits = text[2:] if text[:2].lower() == "0x" else text
-    if not digits or len(digits) > 16 or not re.fullmatch(r"[0-9a-fA-F]+", digits):
-        return None
-    return int(digits, 16)
-
-
-def _balance(text: str) -> bool:
-    return ("(" in text and text.count("(") > text.count(")")) or \
-        ("[" in text and text.count("[") > text.count("]"))
-
-
-def _frame_in(text: str) -> bool:
-    return any(t.kind == "frame" for t in tokens(text))
-
-
-_LINE_START_RE = re.compile(r"^(?:CPU:|Pid:|Call [Tt]race|Backtrace|Hardware name|Mem-[Ii]nfo|"
-                            r"Node \d|Workqueue:|Stack:|Code:|RIP:|NIP|LR|Exception stack|"
-                            r"Modules linked|lowmem_reserve|\d+ pages|\d+ total|Free swap|"
-                            r"Total swap|"
-                            r"active_anon|[A-Za-z]\w*: \d+\*\d+kB|\w+ per-cpu|-+\[|\S+ cpuset=)")
-
-
-def _self_standing(text: str) -> bool:
-    return bool(_LINE_START_RE.match(text) or tokens(text) or _header(text)
-                or "failure" in text or "vmalloc" in text)
-
-
-def _keyword_at(text: str) -> int:
-    found = [at for key in (_PAGE_KEY, *_OTHER_KEYS) if (at := text.find(key)) >= 0]
-    return min(found, default=-1)
-
-
-def _cut_header(before: str, text: str) -> bool:
-    """`before` holds the start of a header whose fields (or keyword) go on in `text`."""
-    if "page" not in before and "vm" not in before:
-        return False
-    if not (_HEADER_PART_RE.search(before) or _HEADER_START_RE.search(before)):
-        return False
-    at = _keyword_at(before + " " + text)
-    return 0 <= at < len(before) and _header(before) is None and _header(text) is None
-
-
-_NODE_RE = re.compile(r"^Node \d+\b")
-_MODE_NEXT_RE = re.compile(r"^,?\s*(?:mode:|nodemask=|cpuset=)")
-_IDENTITY_RE = re.compile(r"(?:CPU:.*Comm:|Pid:.*comm:)")
-_VERSION_NEXT_RE = re.compile(r"^#\d|\d+\.\d+\S*\s+#\d")
-
-
-def _fragment(before: str, text: str) -> bool:
-    """A free-area line that syslog split into one record per pr_cont() fragment."""
-    return bool(before.startswith("Node") and _NODE_RE.match(before)
-                and "kB" not in before.split()[-1:] and "=" not in before
-                and "free:" not in before and "active" not in before and _FRAGMENT_RE.match(text))
-
-
-def _continues(prev: LogLine, line: LogLine) -> bool:
-    """Is `line` the rest of `prev`, cut by a mail client, a terminal or syslog?"""
-    text, before = line.text.strip(), prev.text
-    if line.caller and prev.caller and line.caller != prev.caller:
-        return False
-    if not before and prev.prefixed and text and not line.prefixed:
-        return True     # "... kernel:" alone, the message wrapped onto the next line
-    if not text or not before:
-        return False
-    if line.prefixed:
-        # A record of its own: only pr_cont() fragments that syslog logged one per line.
-        return _fragment(before, text) or bool(_MODE_NEXT_RE.match(text)
-                                               and _cut_header(before, text))
-    if _balance(before) or _CONTINUATION_RE.match(text) or _cut_header(before, text):
-        return True
-    if prev.prefixed and not (text.startswith("#") and not text[1:2].isdigit()) \
-            and not _self_standing(text) and not tokens(before):
-        return True     # the rest of a prefixed record, wrapped without its prefix
-    if before.endswith((" from", "]", " ?", ",")) and _frame_in(before + " " + text) \
-            and not _frame_in(before):
-        return True
-    if "omm:" in before and _IDENTITY_RE.search(before) and "#" not in before \
-            and _VERSION_NEXT_RE.search(text):
-        return True
-    return _fragment(before, text)
-
-
-def join_wrapped(lines: Iterable[LogLine]) -> Iterator[LogLine]:
-    """Re-join lines wrapped by mail clients/terminals (a header with `mode:` on the next
-    line, a frame cut inside its brackets, a CPU line cut before the version) and
-    free-area lines that syslog split into one record per pr_cont() fragment."""
-    prev: LogLine | None = None
-    joins = 0
-    for line in lines:
-        if prev is not None and joins < _MAX_JOINS and len(prev.text) < _MAX_JOINED \
-                and _continues(prev, line):
-            joins += 1
-            sep = "" if prev.text.endswith((" ", ",")) or line.text.startswith(("+", ",")) else " "
-            prev = LogLine(prev.number, prev.text + sep + line.text.strip(), prev.timestamp,
-                           prev.caller, prev.prefixed)
-            continue
-        if prev is not None:
-            yield prev
-        prev, joins = line, 0
-    if prev is not None:
-        yield prev
-
-
-def _new_report(found: tuple[str, re.Match[str]], line: LogLine) -> Report:
-    before, match = found
-    groups = match.groupdict()
-    is_page = "order" in groups
-    kind = "page" if is_page else groups["kind"]
-    detail = None if is_page else groups["detail"].strip().rstrip(",")
-    problems: list[str] = []
-    order: int | None = None
-    if is_page:
-        order_text = groups["order"].rstrip(",")
-        order = int(order_text) if order_text.isdigit() and len(order_text) < 6 else None
-        if order is None:
-            problems.append(f"order '{order_text}' is not a number")
-    elif detail and (m := re.search(r"order:\s*(\d{1,5})", detail)):
-        order = int(m.group(1))
-    mode = parse_mask(groups["mode"])
-    if mode is None:
-        problems.append(f"mode '{groups['mode']}' is not a hexadecimal mask: flags not decoded")
-    comm = before.strip().rstrip(":").strip()
-    comm = comm if 0 < len(comm) <= 40 else None
-    report = Report(kind=kind, line=line.number, header=line.text.strip()[:_HEAD_LIMIT],
-                    mode=mode, order=order, comm=comm, timestamp=line.timestamp,
-                    detail=detail, period_separator=bool(is_page and groups.get("sep") == "."),
-                    problems=problems, caller=line.caller)
-    if groups.get("names") is not None:
-        report.printed_flags = [n for n in groups["names"].split("|") if n]
-    rest = groups.get("rest") or ""
-    if m := re.search(r"nodemask=(\(null\)|[\d,-]{1,256})", rest):
-        report.nodemask = m.group(1)
-    if m := re.search(r"cpuset=([^,\s]{1,512})", rest):
-        report.cpuset = m.group(1)
-    if m := re.search(r"mems_allowed=([\d,-]{1,256})", rest):
-        report.mems_allowed = m.group(1)
-    return report
 
 
 def _read_identity(report: Report, text: str) -> bool:
@@ -390,9 +212,10 @@ class _Router:
                     None)
 
     def line(self, line: LogLine) -> Iterator[Report]:
-        found = _header(line.text) if ("failure" in line.text or "vmalloc" in line.text) else None
+        text = line.text
+        found = find_header(text) if ("failure" in text or "vmalloc" in text) else None
         if found:
-            report = _new_report(found, line)
+            report = new_report(found, line)
             pending = self.vmalloc_line
             if report.kind == "page" and pending and line.number - pending.number <= 2:
                 report.detail = pending.text.strip()
