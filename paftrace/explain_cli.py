@@ -22,6 +22,7 @@ Examples:
   dmesg | paftrace explain              # every report in the kernel log
   journalctl -k -b -1 | paftrace explain --json
   paftrace explain messages.txt --kernel 3.10   # a paste without a version line
+  xclip -o | paftrace explain --plain   # a report copied from a mail or a bug tracker
 """
 
 
@@ -48,6 +49,9 @@ def explain(source: click.utils.LazyFile, kernel: str | None, as_json: bool, pla
             no_group: bool) -> None:
     """Decode page allocation failure reports from kernel log text (FILE or stdin).
 
+    Reads every report warn_alloc prints (page, vmalloc, vmemmap), from x86, arm, arm64,
+    powerpc, s390 and mips traces, pasted with syslog/journalctl/logread prefixes, dmesg -T
+    dates, Android kmsg prefixes, printk caller ids, mail quoting, wrapped lines or colours.
     The input is streamed: only the reports are kept, so any size of log can be read."""
     stream = source.buffer if hasattr(source, "buffer") else source
     name = getattr(source, "name", "input")
