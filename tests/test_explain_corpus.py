@@ -16,9 +16,11 @@ ATOMIC = ["GFP_ATOMIC"]
 
 # file -> (order, mode, gfp flags, context, softirq vector, extra checks)
 EXPECTED: dict[str, tuple] = {
+    # The paste stops inside the trace, before any task entry: unknown, and said why.
     "6.2-arm64-journal-strfry.txt":
-        (7, "0x40dc0", ["GFP_KERNEL", "__GFP_COMP", "__GFP_ZERO"], "process", None,
-         {"pid": 2898704, "kernel": "6.2.0-1009-oracle", "requester": "__regset_get"}),
+        (7, "0x40dc0", ["GFP_KERNEL", "__GFP_COMP", "__GFP_ZERO"], "unknown", None,
+         {"pid": 2898704, "kernel": "6.2.0-1009-oracle", "requester": "__regset_get",
+          "trace_cut": True}),
     "6.1-android-arm64-kworker.txt":
         (0, "0x10800", ["GFP_NOWAIT", "__GFP_NORETRY"], "process", None,
          {"comm": "kworker/7:1H", "requester": "__erofs_allocpage"}),
@@ -38,14 +40,14 @@ EXPECTED: dict[str, tuple] = {
          {"comm": "modprobe", "address_only_frames": 7, "stack": [],
           "detail": "vmalloc: allocation failure: 0 bytes"}),
     "5.4-x86-dmesg-T-kworker.txt":
-        (4, "0x40dc0", ["GFP_KERNEL", "__GFP_COMP", "__GFP_ZERO"], "process", None,
-         {"pid": 1333536, "requester": "nvme_validate_ns [nvme_core]"}),
+        (4, "0x40dc0", ["GFP_KERNEL", "__GFP_COMP", "__GFP_ZERO"], "unknown", None,
+         {"pid": 1333536, "requester": "nvme_validate_ns [nvme_core]", "trace_cut": True}),
     "5.4-x86-decode-stacktrace-SHAPED.txt":
-        (4, "0x40dc0", ["GFP_KERNEL", "__GFP_COMP", "__GFP_ZERO"], "process", None,
-         {"requester": "nvme_validate_ns [nvme_core]"}),
+        (4, "0x40dc0", ["GFP_KERNEL", "__GFP_COMP", "__GFP_ZERO"], "unknown", None,
+         {"requester": "nvme_validate_ns [nvme_core]", "trace_cut": True}),
     "4.4-arm-dmesg-T-adb.txt":
-        (8, "0x24040c0", ["GFP_KERNEL", "GFP_COMP"], "process", None,
-         {"kernel": "4.4.13-v7+", "requester": "alloc_kmem_pages"}),
+        (8, "0x24040c0", ["GFP_KERNEL", "GFP_COMP"], "unknown", None,
+         {"kernel": "4.4.13-v7+", "requester": "alloc_kmem_pages", "trace_cut": True}),
     "3.8-spl-mail-quoted-SHAPED.txt":
         (0, "0x10d0", ["GFP_KERNEL", "GFP_NORETRY"], "process", None,
          {"pid": 31170, "requester": "splat_kmem_test13 [splat]"}),
@@ -69,8 +71,8 @@ EXPECTED: dict[str, tuple] = {
     "2.6.32-tg3-softirq-seed.txt": (4, "0x20", ATOMIC, "softirq", "NET_RX", {}),
     "3.8-spl-process.txt": (0, "0x10d0", ["GFP_KERNEL", "GFP_NORETRY"], "process", None, {}),
     "4.12-android-wrapped-header.txt":
-        (0, "0x14210d2", ["GFP_HIGHUSER", "__GFP_NORETRY", "__GFP_RECLAIMABLE"], "process",
-         None, {}),
+        (0, "0x14210d2", ["GFP_HIGHUSER", "__GFP_NORETRY", "__GFP_RECLAIMABLE"], "unknown",
+         None, {"trace_cut": True}),
     "4.9-coreos-java.txt":
         (0, "0x2084120", ["GFP_ATOMIC", "__GFP_COLD", "__GFP_COMP"], "unknown", None, {}),
     "6.8-xtensa-threaded-irq.txt": (0, "0x820", ATOMIC, "unknown", None, {}),
@@ -131,6 +133,15 @@ def test_vmalloc_reports_say_there_is_no_order() -> None:
         [got] = explain_json(DATA / name)
         assert got["order"] is None and "no order" in got["order_note"]
         assert any("no order" in f["text"] for f in got["findings"])
+
+
+def test_a_trace_cut_before_its_outer_frames_is_unknown_unless_a_witness_settles_it() -> None:
+    [got] = explain_json(DATA / "6.2-arm64-journal-strfry.txt")
+    assert "cut before its outer frames" in got["context_evidence"][-1]
+    # The same kind of cut trace, printed with caller ids: [T...] means in_task().
+    [vm] = explain_json(DATA / "5.16-x86-vmalloc-error-callerid.txt")
+    assert vm["trace_cut"] and vm["context"] == "process"
+    assert "which the trace alone could not tell" in vm["context_evidence"][-1]
 
 
 def test_stale_interrupt_entry_is_named_in_the_evidence() -> None:

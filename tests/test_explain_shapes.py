@@ -116,6 +116,15 @@ def test_two_cpus_interleaved_by_caller_id_decode_like_the_originals(one: str, t
         else:
             merged.append(tagged[1][b])
             b += 1
-    want = _summary("\n".join(first)) + _summary("\n".join(second))
+    # Caller ids are evidence of their own ([T..] = task context): compare with each
+    # report printed alone with the same ids.
+    want = _summary("\n".join(tagged[0])) + _summary("\n".join(tagged[1]))
     # Reports come out in the order of their headers, which the interleaving shuffles.
     assert sorted(_summary("\n".join(merged)), key=repr) == sorted(want, key=repr)
+
+
+def test_prose_before_a_header_is_not_taken_for_its_task_name() -> None:
+    [e] = explain_text("Here is the log:\npage allocation failure: order:0, mode:0x20\n")
+    assert e.report.comm is None
+    [e] = explain_text("[  1.0][ T5] kswapd0:\npage allocation failure: order:0, mode:0x20\n")
+    assert (e.report.comm, e.report.caller) == ("kswapd0", "T5")

@@ -58,7 +58,7 @@ class Explanation:
             "findings": [vars(p) for p in self.assessment.findings],
             "advice": [vars(p) for p in self.assessment.advice],
             "count": self.count, "lines": self.lines, "caller": r.caller,
-            "address_only_frames": r.address_only,
+            "address_only_frames": r.address_only, "trace_cut": r.trace_cut,
             "partial": r.partial, "problems": r.problems,
         }
 
@@ -80,7 +80,7 @@ def explain_report(report: Report, kernel: str | None = None,
                    vm: VmSettings | None = None) -> Explanation:
     choice = choose_table(report, kernel)
     table = choice.table
-    reading = read_context(report.frames, report.comm, report.address_only)
+    reading = read_context(report.frames, report.comm, report.address_only, report.trace_cut)
     sleepable = None if report.mode is None else (table.has(report.mode, "__GFP_DIRECT_RECLAIM")
                                                   or table.has(report.mode, "__GFP_WAIT"))
     mode_text = "unreadable" if report.mode is None else hex(report.mode)

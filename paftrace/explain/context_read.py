@@ -118,6 +118,10 @@ _PROCESS_ENTRIES = frozenset({
     "__do_syscall", "do_syscall", "handle_sys", "handle_sys64", "syscall_common",
     "ret_from_kernel_thread",
 })
+# System-call handlers (include/linux/syscalls.h SYSCALL_DEFINEx and the per-arch
+# wrappers of arch/*/include/asm/syscall_wrapper.h): they only run for a task.
+_SYSCALL_RE = re.compile(r"^(?:__(?:x64|ia32|x32|arm64|s390x|s390|riscv|powerpc|se|do)_)?"
+                         r"(?:compat_)?sys_\w+$|^SyS_\w+$|^ksys_\w+$|^__sys_\w+$")
 # powerpc exception vectors (arch/powerpc/include/asm/ptrace.h, interrupt.h INTERRUPT_*):
 # the "--- interrupt: N" line names regs->trap; the low bits are flags (TRAP()).
 _PPC_TRAP_HARDIRQ = {0x500: "external", 0x900: "decrementer", 0x980: "hypervisor decrementer",
@@ -214,7 +218,7 @@ def _scan(frames: list[Frame]) -> _Scan:
             return scan
         if is_entry(name):
             scan.stale.append(name)
-        elif name in _PROCESS_ENTRIES:
+        elif name in _PROCESS_ENTRIES or _SYSCALL_RE.match(name):
             scan.process_entry = name
             return scan
     if scan.vector:
@@ -222,7 +226,8 @@ def _scan(frames: list[Frame]) -> _Scan:
     return scan
 
 
-def read_context(frames: list[Frame], comm: str | None, address_only: int = 0) -> ContextReading:
+def read_context(frames: list[Frame], comm: str | None, address_only: int = 0,
+                 cut: bool = False) -> ContextReading:
     if not frames:
         if address_only:
             return ContextReading(UNKNOWN, None, [
@@ -270,13 +275,19 @@ def read_context(frames: list[Frame], comm: str | None, address_only: int = 0) -
     elif section == "nmi":
         reading.context = NMI
         evidence.append("allocation frames inside <NMI>")
+    elif scan.process_entry:
+        reading.context = PROCESS
+        evidence.append(f"task entry '{scan.process_entry}' reached with no interrupt or "
+                        "softirq frame on its inner side")
+    elif cut:
+        reading.context = UNKNOWN
+        evidence.append("the trace is cut before its outer frames and the part shown has no "
+                        "interrupt, softirq or task-entry frame: an interrupt further out "
+                        "cannot be ruled out")
     else:
         reading.context = PROCESS
-        if scan.process_entry:
-            evidence.append(f"task entry '{scan.process_entry}' reached with no interrupt or "
-                            "softirq frame on its inner side")
-        else:
-            evidence.append("no <IRQ> bracket and no interrupt-handler or softirq frame")
+        evidence.append("whole trace printed with no <IRQ> bracket and no interrupt-handler "
+                        "or softirq frame")
     if reading.context == PROCESS and comm and re.match(r"irq/\d+-", comm):
         evidence.append(f"task '{comm}' is a threaded interrupt handler (process "
                         "context by design)")
@@ -294,6 +305,12 @@ def cross_check(reading: ContextReading, caller: str | None, sleepable: bool | N
     """Independent witnesses of the context: the printk caller id and the gfp mask.
     Agreement is noted; disagreement makes the context `unknown` with both pieces."""
     context = reading.context
+    if context == UNKNOWN and caller and caller.startswith("T") and \
+            not any(e.startswith("conflicting") for e in reading.evidence):
+        reading.context = PROCESS
+        reading.evidence.append(f"printk caller id [{caller}] says task context (in_task()), "
+                                "which the trace alone could not tell")
+        return reading
     if context in (None, UNKNOWN):
         return reading
     interrupt = context in (HARDIRQ, SOFTIRQ, NMI)

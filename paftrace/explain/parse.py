@@ -29,6 +29,10 @@ _PID_LINE_RE = re.compile(r"Pid:\s*(?P<pid>\d+),\s*comm:\s*(?P<comm>.{1,16}?)\s+
 _VERSION_RE = re.compile(r"\s(?P<version>\d+\.\d+(?:\.\d+)?[^\s#]{0,64})\s+#\d")
 _CPUSET_LINE_RE = re.compile(r"cpuset=(?P<cpuset>\S{1,512}?)\s+mems_allowed=(?P<mems>\S{1,512})")
 _TRACE_START_RE = re.compile(r"^(?:Call Trace|Call trace|Backtrace|Stack trace):?\s*", re.I)
+# Lines of the rest of a report (show_mem): the trace before them was printed whole.
+_AFTER_TRACE_RE = re.compile(r"(?:Node \d+ (?:active_anon|\w+ (?:free|per-cpu))|lowmem_reserve|"
+                             r"active_anon:|\d+ total pagecache|\d+ pages RAM|Free swap|"
+                             r"---\[ end)")
 _TRACE_END_RE = re.compile(r"Mem-Info|Mem-info|invoked oom-killer|---\[ end trace|"
                            r"Last Breaking-Event-Address|Instruction dump")
 _FREE_AREA_RE = re.compile(r"^(?:Node\s+(?P<node>\d+)\s+)?(?P<zone>[A-Za-z]\w{0,31}):\s+"
@@ -67,24 +71,28 @@ class _TraceReader:
         self.section: str | None = None
         self.address_only = 0
         self.arm_caller: Token | None = None   # arm "X from Y": Y, until the next line
+        self.complete = False   # something that follows a trace came after it
 
     def feed(self, text: str) -> None:
         if self.done:
             return
         if m := _TRACE_START_RE.match(text):
             if self.frames or self.address_only:
+                self.complete = True
                 self._finish()
                 return
             self.started = True
             text = text[m.end():]
             if not text:
                 return
-        if self.started and _TRACE_END_RE.search(text):
+        if self.started and (_TRACE_END_RE.search(text) or _AFTER_TRACE_RE.match(text)):
+            self.complete = True
             self._finish()
             return
         for token in tokens(text):
             self.started = True
             if token.kind == "marker":
+                self.complete = self.complete or token.name == "</TASK>"
                 self._marker(token.name)
             elif token.kind == "address":
                 self.address_only += 1
@@ -177,6 +185,7 @@ class _Open:
             self.trace._finish()
         report, trace = self.report, self.trace
         report.frames, report.address_only = trace.frames, trace.address_only
+        report.trace_cut = bool(trace.frames) and not trace.complete
         if report.kernel is None and report.pid is None:
             report.problems.append("no 'CPU: ... Comm:' / 'Pid: ..., comm:' line: pid and kernel "
                                    "version unknown")

@@ -77,6 +77,7 @@ class Report:
     ram_pages: int | None = None
     caller: str | None = None                # printk caller id of the header ("T12", "C3")
     address_only: int = 0                    # trace frames printed without a symbol
+    trace_cut: bool = False                  # the report ends inside its call trace
     problems: list[str] = field(default_factory=list)  # why the result is partial
 
     @property

@@ -52,8 +52,12 @@ def _keyword_at(text: str) -> int:
     return min(found, default=-1)
 
 
-def _cutfind_header(before: str, text: str) -> bool:
-    """`before` holds the start of a header whose fields (or keyword) go on in `text`."""
+def _cut_header(before: str, text: str, logged: bool = False) -> bool:
+    """`before` holds the start of a header whose fields (or keyword) go on in `text`,
+    or only the task name ("comm:", of a log record or followed by a cut header) with the
+    header's keyword starting `text`."""
+    if before.endswith(":") and len(before) <= 42 and _keyword_at(text) == 0:
+        return logged or find_header(text) is None
     if "page" not in before and "vm" not in before:
         return False
     if not (_HEADER_PART_RE.search(before) or _HEADER_START_RE.search(before)):
@@ -87,8 +91,9 @@ def _continues(prev: LogLine, line: LogLine) -> bool:
     if line.prefixed:
         # A record of its own: only pr_cont() fragments that syslog logged one per line.
         return _fragment(before, text) or bool(_MODE_NEXT_RE.match(text)
-                                               and _cutfind_header(before, text))
-    if _balance(before) or _CONTINUATION_RE.match(text) or _cutfind_header(before, text):
+                                               and _cut_header(before, text))
+    if _balance(before) or _CONTINUATION_RE.match(text) or \
+            _cut_header(before, text, prev.prefixed):
         return True
     if prev.prefixed and not (text.startswith("#") and not text[1:2].isdigit()) \
             and not _self_standing(text) and not tokens(before):
