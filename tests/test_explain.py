@@ -33,7 +33,7 @@ CORPUS = {
                                 softirq="TASKLET", requester="_rtl_rx_completed [rtl_usb]"),
     "4.9-coreos-java.txt": dict(comm="java", pid=111104, kernel="4.9.24-coreos"),
     "4.12-android-wrapped-header.txt": dict(comm="RenderThread", order=0, mode=0x14210d2,
-                                            context="process", verdict="benign"),
+                                            context="unknown", verdict="benign"),
     "4.18-rhel8-awsevent.txt": dict(comm="AwsEventLoop 4", mode=0x484020, cpuset="/"),
     "6.8-xtensa-threaded-irq.txt": dict(comm="irq/5-600c0004.", pid=29, kernel="6.8.0",
                                         flags=["GFP_ATOMIC"]),

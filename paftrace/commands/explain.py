@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 
 import click
 from rich.console import Console
 
-from paftrace.explain.analyze import explain_text
-from paftrace.explain.logtext import decode_input, looks_binary
+from paftrace.explain.analyze import MAX_GROUPS, Explanation, Grouper, explain_reports
+from paftrace.explain.logtext import decode_input, iter_log_lines, looks_binary, read_text_lines
+from paftrace.explain.parse import iter_reports
 from paftrace.explain.render import render_json, render_plain, render_rich
 from paftrace.gfp import GfpTable, parse_mask, table_from_print_fmt
 from paftrace.gfp_tables import era_for_kernel, newest_table, parse_version, table_for_kernel
@@ -20,6 +22,7 @@ Examples:
   dmesg | paftrace explain              # every report in the kernel log
   journalctl -k -b -1 | paftrace explain --json
   paftrace explain messages.txt --kernel 3.10   # a paste without a version line
+  xclip -o | paftrace explain --plain   # a report copied from a mail or a bug tracker
 """
 
 
@@ -44,28 +47,67 @@ def _output_mode(as_json: bool, plain: bool) -> str:
 @click.option("--no-group", is_flag=True, help="Do not merge repeated reports with one stack.")
 def explain(source: click.utils.LazyFile, kernel: str | None, as_json: bool, plain: bool,
             no_group: bool) -> None:
-    """Decode page allocation failure reports from kernel log text (FILE or stdin)."""
-    data = source.read()
+    """Decode page allocation failure reports from kernel log text (FILE or stdin).
+
+    Reads every report warn_alloc prints (page, vmalloc, vmemmap), from x86, arm, arm64,
+    powerpc, s390 and mips traces, pasted with syslog/journalctl/logread prefixes, dmesg -T
+    dates, Android kmsg prefixes, printk caller ids, mail quoting, wrapped lines or colours.
+    The input is streamed: only the reports are kept, so any size of log can be read."""
+    stream = source.buffer if hasattr(source, "buffer") else source
     name = getattr(source, "name", "input")
-    if not data.strip():
-        raise click.ClickException(f"{name} is empty: pipe in dmesg/journalctl -k output "
-                                   "or give a log file")
-    text = decode_input(data)
-    if looks_binary(text):
+    head = stream.read(65536)
+    if head and looks_binary(decode_input(head)):
         raise click.ClickException(f"{name} looks binary, not kernel log text "
                                    "(compressed? try zcat FILE | paftrace explain)")
-    found = explain_text(text, kernel=kernel, grouped=not no_group)
-    if not found:
-        click.echo(f"no allocation failure report in {name} "
-                   f"({text.count(chr(10)) + 1} lines searched)", err=True)
-        sys.exit(1)
+    counted = _Counter(read_text_lines(stream, head))
+    found = explain_reports(iter_reports(iter_log_lines(counted)), kernel=kernel)
     mode = _output_mode(as_json, plain)
-    if mode == "json":
-        render_json(found, sys.stdout)
-    elif mode == "plain":
-        render_plain(found, sys.stdout)
+    grouper = Grouper(MAX_GROUPS)
+    if no_group:
+        shown = _render(found, mode)
     else:
-        render_rich(found, Console())
+        for e in found:
+            grouper.add(e)
+        shown = _render(iter(grouper.groups()), mode)
+    if grouper.dropped:
+        click.echo(f"{grouper.dropped} more report(s) with other stacks not shown: only the "
+                   f"first {MAX_GROUPS} distinct ones are kept; --no-group streams them all",
+                   err=True)
+    if not shown:
+        if not counted.content:
+            raise click.ClickException(f"{name} is empty: pipe in dmesg/journalctl -k output "
+                                       "or give a log file")
+        click.echo(f"no allocation failure report in {name} ({counted.lines} lines searched)",
+                   err=True)
+        sys.exit(1)
+
+
+class _Counter:
+    """Lines passing through, counted; whether any had content."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines, self.lines, self.content = lines, 0, False
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._lines:
+            self.lines += 1
+            self.content = self.content or bool(line.strip())
+            yield line
+
+
+def _render(found: Iterator[Explanation], mode: str) -> int:
+    """Render each explanation as it comes (so --no-group streams too); how many."""
+    console = Console() if mode == "rich" else None
+    shown = 0
+    for e in found:
+        shown += 1
+        if mode == "json":
+            render_json([e], sys.stdout)
+        elif console is None:
+            render_plain([e], sys.stdout)
+        else:
+            render_rich([e], console)
+    return shown
 
 
 def _running_table() -> tuple[GfpTable, str | None]:

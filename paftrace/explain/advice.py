@@ -125,6 +125,8 @@ def _current_min_free(zones: list[ZoneState], vm: VmSettings) -> tuple[int | Non
 
 
 def _benign_reasons(table: GfpTable, report: Report, names: set[str]) -> list[Point]:
+    if report.mode is None:
+        return []
     mode = hex(report.mode)
     out = []
     for flag, why in (("__GFP_NOWARN", "the caller asked for silence and handles failure"),
@@ -147,6 +149,12 @@ def assess(report: Report, table: GfpTable, context: str | None,
            vm: VmSettings | None = None) -> Assessment:
     vm = vm or VmSettings()
     order = report.order or 0
+    if context == "unknown":
+        context = None
+    if report.mode is None:
+        result = Assessment("unknown", [Point("the gfp mask is unreadable: no verdict",
+                                              report.header)])
+        return result
     names = set(table.decode(report.mode))
     benign = _benign_reasons(table, report, names)
     if benign:
@@ -156,11 +164,17 @@ def assess(report: Report, table: GfpTable, context: str | None,
         label = "benign" if verdict.severity == EXPECTED else "real"
         result = Assessment(label, [Point(verdict.rule, f"mode {hex(report.mode)} = "
                                           f"{table.format(report.mode)}, context "
-                                          f"{context or 'unknown'}, order {order}")])
+                                          f"{context or 'unknown'}, "
+                                          + (f"order {order}" if report.order is not None
+                                             else "no order"))])
     if report.kind == "vmalloc":
         result.findings.append(Point("vmalloc failure, not a buddy-allocator one: contiguous "
-                                     "physical memory is not needed",
-                                     report.detail or report.header))
+                                     "physical memory is not needed; the report gives a size, "
+                                     "no order", report.detail or report.header))
+    elif report.detail and report.detail.startswith(("vmalloc", "vmap")):
+        result.findings.append(Point("this page allocation failure is vmalloc's: old kernels "
+                                     "(2.6.28-3.x) printed the vmalloc message on its own line, "
+                                     "then the order-0 page report", report.detail))
         if report.detail and "exceeds total pages" in report.detail:
             result.findings.append(Point("the requested size is larger than all RAM: a bogus "
                                          "size or a limit set too high (e.g. kernel.sem)",

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from paftrace.explain.advice import Assessment, VmSettings, assess, read_vm_settings
-from paftrace.explain.context_read import ContextReading, read_context, usable_frames
+from paftrace.explain.context_read import ContextReading, cross_check, read_context, usable_frames
 from paftrace.explain.kernel import TableChoice, choose_table
 from paftrace.explain.parse import parse_reports
 from paftrace.explain.report import Report
+
+MAX_LINES_KEPT = 1000   # line numbers listed per group; `count` keeps counting
+MAX_GROUPS = 2000       # distinct reports kept for grouped output (--no-group streams all)
 
 
 @dataclass
@@ -33,7 +37,8 @@ class Explanation:
         return {
             "kind": r.kind, "comm": r.comm, "pid": r.pid, "kernel": r.kernel,
             "kernel_source": self.choice.note, "gfp_table": self.choice.table.source,
-            "order": order, "mode": hex(r.mode), "gfp_flags": self.flags,
+            "order": order, "order_note": order_note(r),
+            "mode": None if r.mode is None else hex(r.mode), "gfp_flags": self.flags,
             "printed_flags": r.printed_flags, "flags_agree": self.choice.agrees,
             "context": self.reading.context, "softirq": self.reading.softirq,
             "context_evidence": self.reading.evidence,
@@ -52,9 +57,19 @@ class Explanation:
             "verdict_evidence": [vars(p) for p in self.assessment.reasons],
             "findings": [vars(p) for p in self.assessment.findings],
             "advice": [vars(p) for p in self.assessment.advice],
-            "count": self.count, "lines": self.lines,
+            "count": self.count, "lines": self.lines, "caller": r.caller,
+            "address_only_frames": r.address_only, "trace_cut": r.trace_cut,
             "partial": r.partial, "problems": r.problems,
         }
+
+
+def order_note(report: Report) -> str | None:
+    if report.order is not None:
+        return None
+    if report.kind == "vmalloc":
+        return ("no order: vmalloc reports a size in bytes and maps single pages, so no "
+                "contiguous block of any order was asked for")
+    return "order not readable in the report"
 
 
 def _is_this_machine(report: Report) -> bool:
@@ -64,28 +79,59 @@ def _is_this_machine(report: Report) -> bool:
 def explain_report(report: Report, kernel: str | None = None,
                    vm: VmSettings | None = None) -> Explanation:
     choice = choose_table(report, kernel)
-    reading = read_context(report.frames, report.comm)
+    table = choice.table
+    reading = read_context(report.frames, report.comm, report.address_only, report.trace_cut)
+    sleepable = None if report.mode is None else (table.has(report.mode, "__GFP_DIRECT_RECLAIM")
+                                                  or table.has(report.mode, "__GFP_WAIT"))
+    mode_text = "unreadable" if report.mode is None else hex(report.mode)
+    reading = cross_check(reading, report.caller, sleepable, mode_text)
     if vm is None:
         vm = read_vm_settings() if _is_this_machine(report) else VmSettings()
-    assessment = assess(report, choice.table, reading.context, vm)
-    return Explanation(report, choice, choice.table.decode(report.mode), reading, assessment,
-                       lines=[report.line])
+    assessment = assess(report, table, reading.context, vm)
+    flags = [] if report.mode is None else table.decode(report.mode)
+    return Explanation(report, choice, flags, reading, assessment, lines=[report.line])
 
 
-def group(explanations: list[Explanation]) -> list[Explanation]:
-    """Same stack, order and mode -> one entry with a count, in first-seen order."""
-    seen: dict[tuple[Any, ...], Explanation] = {}
-    for e in explanations:
+class Grouper:
+    """Same stack, order and mode -> one entry with a count, in first-seen order.
+    Consumes a stream keeping only the first report of each group, and at most `limit`
+    groups (memory stays bounded for any input): further distinct reports are counted in
+    `dropped`, never silently lost."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.seen: dict[tuple[Any, ...], Explanation] = {}
+        self.limit = limit
+        self.dropped = 0
+
+    def add(self, e: Explanation) -> None:
         key = e.signature()
-        if key in seen:
-            seen[key].count += 1
-            seen[key].lines.append(e.report.line)
+        if key in self.seen:
+            self.seen[key].count += 1
+            if len(self.seen[key].lines) < MAX_LINES_KEPT:
+                self.seen[key].lines.append(e.report.line)
+        elif self.limit is not None and len(self.seen) >= self.limit:
+            self.dropped += 1
         else:
-            seen[key] = e
-    return list(seen.values())
+            self.seen[key] = e
+
+    def groups(self) -> list[Explanation]:
+        return list(self.seen.values())
+
+
+def group(explanations: Iterable[Explanation], limit: int | None = None) -> list[Explanation]:
+    grouper = Grouper(limit)
+    for e in explanations:
+        grouper.add(e)
+    return grouper.groups()
+
+
+def explain_reports(reports: Iterable[Report], kernel: str | None = None,
+                    vm: VmSettings | None = None) -> Iterator[Explanation]:
+    for report in reports:
+        yield explain_report(report, kernel, vm)
 
 
 def explain_text(text: str, kernel: str | None = None, vm: VmSettings | None = None,
                  grouped: bool = True) -> list[Explanation]:
-    found = [explain_report(r, kernel, vm) for r in parse_reports(text)]
-    return group(found) if grouped else found
+    found = explain_reports(parse_reports(text), kernel, vm)
+    return group(found) if grouped else list(found)

@@ -35,7 +35,7 @@ def _infer(report: Report) -> tuple[Era, str]:
     if report.period_separator:
         return ERAS[0], "'failure.' with a period is the 2.6.x format (colon from ≈3.0)"
     if report.printed_flags is None:
-        if report.kind == "page" and report.mode & 0x2000000:
+        if report.kind == "page" and (report.mode or 0) & 0x2000000:
             return era_for_kernel("4.4"), ("'failure:' with a numeric mode only is 3.0-4.5; "
                                            "bit 0x2000000 (__GFP_KSWAPD_RECLAIM in 4.4) "
                                            "puts it at 4.4+")
@@ -44,8 +44,9 @@ def _infer(report: Report) -> tuple[Era, str]:
     later = "4.14" if report.nodemask is not None else "4.4"
     if report.cpuset is not None and "," in report.header.split("nodemask=")[-1]:
         later = "5.4"
+    mode = report.mode or 0
     matching = [e for e in ERAS if e.version >= era_for_kernel("4.4").version
-                and decodes_like(build_table(e), report.mode, report.printed_flags)]
+                and decodes_like(build_table(e), mode, report.printed_flags)]
     # Prefer eras the format allows; distribution kernels backport formats, so fall back.
     candidates = [e for e in matching if e.version >= era_for_kernel(later).version] or matching
     reason = ("symbolic mode (4.6+)" + (", nodemask= (4.11+)" if report.nodemask else "")
@@ -67,7 +68,7 @@ def choose_table(report: Report, override: str | None = None) -> TableChoice:
         how = "inferred"
         note = "kernel version not in the report, inferred: " + note
     table = build_table(era)
-    if report.printed_flags is None:
+    if report.printed_flags is None or report.mode is None:
         return TableChoice(table, era.label, how, note, None)
     if decodes_like(table, report.mode, report.printed_flags):
         return TableChoice(table, era.label, how, note, True)

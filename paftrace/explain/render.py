@@ -10,13 +10,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from paftrace.explain.analyze import Explanation
+from paftrace.explain.analyze import Explanation, order_note
 from paftrace.explain.report import FreeArea
 
 
 def _title(e: Explanation) -> str:
     r = e.report
-    what = f"order {r.order}" if r.order is not None else r.kind
+    what = f"order {r.order}" if r.order is not None else "no order"
     repeat = f" (x{e.count}, lines {', '.join(map(str, e.lines[:8]))})" if e.count > 1 else ""
     return f"{r.comm or '?'} pid {r.pid if r.pid is not None else '?'}: {what} {r.kind} " \
            f"allocation failure at line {r.line}{repeat}"
@@ -25,13 +25,15 @@ def _title(e: Explanation) -> str:
 def _facts(e: Explanation) -> list[tuple[str, str]]:
     r, reading = e.report, e.reading
     rows = [("kernel", f"{r.kernel or 'unknown'} — {e.choice.note}"),
-            ("mode", f"{hex(r.mode)} = {'|'.join(e.flags)}"),
+            ("mode", "unreadable" if r.mode is None else f"{hex(r.mode)} = {'|'.join(e.flags)}"),
             ("table", e.choice.table.source)]
     if r.printed_flags is not None:
         agree = "agrees" if e.choice.agrees else "DISAGREES"
         rows.append(("printed", f"{'|'.join(r.printed_flags)} ({agree} with the decoding)"))
     if r.detail:
         rows.append(("message", r.detail))
+    if note := order_note(r):
+        rows.append(("order", note))
     context = reading.context or "unknown"
     if reading.softirq:
         context += f" ({reading.softirq})"

@@ -12,10 +12,13 @@ class Frame:
     reliable: bool          # False for frames printed with "?" (the unwinder's guesses)
     section: str | None     # "irq" / "nmi" / "task" from <IRQ>..<EOI>|</IRQ> brackets
     offset: str = ""
+    trap: int | None = None  # powerpc "--- interrupt: 500": an exception frame, no function
 
     @property
     def text(self) -> str:
         """As the tracer prints frames ('? name+0x1/0x2 [mod]'), for context/stacks helpers."""
+        if self.trap is not None:
+            return f"--- interrupt: {self.trap:x}"
         mod = f" [{self.module}]" if self.module else ""
         return f"{'' if self.reliable else '? '}{self.name}{self.offset}{mod}"
 
@@ -56,7 +59,7 @@ class Report:
     kind: str                       # "page" | "vmalloc" | "vmemmap"
     line: int                       # line number of the header in the input
     header: str
-    mode: int
+    mode: int | None                # None: the printed mask could not be read (see problems)
     order: int | None
     comm: str | None = None
     pid: int | None = None
@@ -72,6 +75,9 @@ class Report:
     free_areas: list[FreeArea] = field(default_factory=list)
     zones: list[ZoneState] = field(default_factory=list)
     ram_pages: int | None = None
+    caller: str | None = None                # printk caller id of the header ("T12", "C3")
+    address_only: int = 0                    # trace frames printed without a symbol
+    trace_cut: bool = False                  # the report ends inside its call trace
     problems: list[str] = field(default_factory=list)  # why the result is partial
 
     @property
