@@ -9,6 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from paftrace.delivery import Tap
+from paftrace.fragmenters import (
+    COMPACT_EVENTS,
+    CompactionCount,
+    ExtfragCounts,
+    ExtfragKey,
+)
 from paftrace.planner import ReclaimPlan
 from paftrace.reclaim import (
     COUNTERS,
@@ -73,6 +79,15 @@ class MapReader:
         return counts, stacks
 
 
+def to_extfrag_key(raw: Any) -> ExtfragKey:
+    return ExtfragKey(alloc_order=raw.alloc_order, fallback_order=raw.fallback_order,
+                      alloc_migratetype=raw.alloc_migratetype,
+                      fallback_migratetype=raw.fallback_migratetype,
+                      fragmenting=bool(raw.fragmenting),
+                      change_ownership=bool(raw.change_ownership),
+                      comm=bytes(raw.comm).split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+
 def to_alloc_key(raw: Any) -> RawAllocKey:
     """bcc's key type (built from clang's view of paftrace.h) as the contract's type."""
     return RawAllocKey(gfp=raw.gfp, order=raw.order, context=raw.context,
@@ -124,6 +139,33 @@ class ReclaimTracker:
             wakeup_kswapd_order=self._percpu("wakeup_kswapd_order"),
             per_process=[process_stalls(key.value, per_cpu)
                          for key, per_cpu in self.bpf["per_process"].items()])
+
+    def extfrag(self, frames: Callable[[list[int]], list[str]]) -> ExtfragCounts:
+        """The fragmenting-fallback aggregates, stacks symbolized by `frames`."""
+        if "-DHAVE_EXTFRAG" not in self.plan.cflags:
+            return ExtfragCounts()
+        traces = self.bpf["extfrag_stack_traces"]
+        symbolized: dict[int, tuple[str, ...]] = {}
+
+        def stack(stack_id: int) -> tuple[str, ...]:
+            if stack_id not in symbolized:
+                try:
+                    symbolized[stack_id] = tuple(frames(list(traces.walk(stack_id))))
+                except KeyError:
+                    symbolized[stack_id] = ()
+            return symbolized[stack_id]
+
+        return ExtfragCounts(
+            exact=[(to_extfrag_key(k), v.value) for k, v in self.bpf["extfrag_counts"].items()],
+            sampled=[(to_extfrag_key(k), stack(k.stack_id), v.value)
+                     for k, v in self.bpf["extfrag_stacks"].items()])
+
+    def compaction_zones(self) -> list[CompactionCount]:
+        events = dict(enumerate(COMPACT_EVENTS))
+        return [CompactionCount(event=events.get(k.event, str(k.event)), result=k.result,
+                                count=v.value, zone_start=k.zone_start, nid=k.nid,
+                                zone_idx=k.zone_idx)
+                for k, v in self.bpf["compaction_zones"].items()]
 
     def summary(self, top: int = 10) -> dict:
         return reclaim_summary(self.plan, self.statuses, self.log, self.read_counters(), top)

@@ -89,7 +89,11 @@ _RECLAIM_EVENTS = (
      "kcompactd wakeup requests (4.14+)"),
     ("compaction", "mm_compaction_kcompactd_wake", "HAVE_KCOMPACTD_WAKE",
      "kcompactd wakes (4.14+)"),
-    ("kmem", "mm_page_alloc_extfrag", "HAVE_EXTFRAG", "migratetype fallbacks"),
+    ("kmem", "mm_page_alloc_extfrag", "HAVE_EXTFRAG", "migratetype fallbacks, attributed"),
+    ("compaction", "mm_compaction_suitable", "HAVE_COMPACTION_SUITABLE",
+     "why compaction skipped a zone"),
+    ("compaction", "mm_compaction_deferred", "HAVE_COMPACTION_DEFERRED",
+     "compaction deferred per zone"),
 )
 # The one list of tracepoints; field lists per kernel:
 # include/trace/events/{kmem,irq,compaction,vmscan}.h and arch/x86/include/asm/trace/irq_vectors.h.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from paftrace.delivery import GuardedHandler, raise_all_pending
+from paftrace.fragmenters import CompactionCount, ExtfragCounts, ExtfragKey, Fragmentation
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.planner import FeatureStatus, ProbePlan, ReclaimPlan
 from paftrace.reclaim import RawStall, ReclaimCounters, StallRecords, reclaim_summary
@@ -145,8 +146,35 @@ class ReplaySession:
         counters = ReclaimCounters(**self.capture["reclaim_counters"])
         return reclaim_summary(self.plan.reclaim, self.statuses, self.stalls.log, counters)
 
+    def fragmentation(self) -> Fragmentation | None:
+        """Captures keep the extfrag maps as rows: key fields, frames, count."""
+        data = self.capture.get("fragmentation")
+        if data is None:
+            return None
+
+        def key(row: dict) -> ExtfragKey:
+            return ExtfragKey(**row["key"])
+
+        return Fragmentation(
+            extfrag=ExtfragCounts(
+                exact=[(key(r), r["count"]) for r in data["exact"]],
+                sampled=[(key(r), tuple(r["frames"]), r["count"]) for r in data["sampled"]]),
+            compaction=[CompactionCount(**r) for r in data.get("compaction", [])],
+            zone_names={int(k): v for k, v in data.get("zone_names", {}).items()},
+            statuses=self.statuses)
+
     def close(self) -> None:
         self.closed = True
+
+
+def fragmentation_to_json(data: Fragmentation | None) -> dict | None:
+    if data is None:
+        return None
+    return {"exact": [{"key": asdict(k), "count": n} for k, n in data.extfrag.exact],
+            "sampled": [{"key": asdict(k), "frames": list(f), "count": n}
+                        for k, f, n in data.extfrag.sampled],
+            "compaction": [asdict(c) for c in data.compaction],
+            "zone_names": {str(k): v for k, v in data.zone_names.items()}}
 
 
 def load_capture(path: Path) -> dict:
@@ -188,4 +216,5 @@ class Recorder:
                             "stacks": [[*row(k), sid, n] for k, sid, n in stacks]},
             "reclaim_counters": session.reclaim.read_counters().to_json()
             if session.reclaim else None,
+            "fragmentation": fragmentation_to_json(session.fragmentation()),
         }

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from paftrace.delivery import GuardedHandler, Tap, raise_all_pending
+from paftrace.fragmenters import Fragmentation, print_symbolic
 from paftrace.gfp import GfpTable
 from paftrace.options import TraceOptions
 from paftrace.planner import ProbePlan
@@ -65,6 +66,9 @@ class Session(Protocol):
 
     def reclaim_summary(self) -> dict | None: ...
 
+    def fragmentation(self) -> Fragmentation | None:
+        """Fragmenting fallbacks and compaction verdicts; None without reclaim tracing."""
+
     def close(self) -> None: ...
 
 
@@ -89,6 +93,8 @@ class TraceSession:
         self.reclaim = (ReclaimTracker(bpf, self.plan.reclaim, statuses_for(prepared.kernel),
                                        tap) if self.plan.reclaim is not None else None)
         self.statuses = self.reclaim.statuses if self.reclaim else {}
+        suitable = prepared.kernel.read_format("compaction", "mm_compaction_suitable")
+        self.zone_names = print_symbolic(suitable.print_fmt, "idx") if suitable else {}
         self.tap = tap
         self.failure_handler: GuardedHandler | None = None
         self.perf_lost = 0
@@ -176,6 +182,13 @@ class TraceSession:
 
     def reclaim_summary(self) -> dict | None:
         return self.reclaim.summary() if self.reclaim is not None else None
+
+    def fragmentation(self) -> Fragmentation | None:
+        if self.reclaim is None:
+            return None
+        return Fragmentation(extfrag=self.reclaim.extfrag(self.symbols.frames),
+                             compaction=self.reclaim.compaction_zones(),
+                             zone_names=self.zone_names, statuses=self.statuses)
 
     def close(self) -> None:
         self.program.close()

@@ -27,6 +27,10 @@ _ALLOCATOR_PATTERNS = [
     r"dump_backtrace", r"unwind_backtrace", r"_*alloc_page_frag", r"_*page_frag_alloc.*",
     r"_*vmalloc.*", r"vzalloc.*", r"_*vmalloc_node.*", r"_*vmalloc_area_node",
     r"vm_area_alloc_pages",
+    # The buddy allocator's own steps, seen in kmem:mm_page_alloc_extfrag stacks
+    # (mm/page_alloc.c: rmqueue, __rmqueue_pcplist, __rmqueue_fallback, and since
+    # v6.15 try_to_claim_block; steal_suitable_fallback before).
+    r"_*rmqueue.*", r"try_to_claim_block", r"steal_suitable_fallback", r"move_freepages.*",
 ]
 _ALLOCATOR_RE = re.compile("^(?:" + "|".join(_ALLOCATOR_PATTERNS) + ")$")
 

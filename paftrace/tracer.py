@@ -12,6 +12,8 @@ from types import FrameType
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
+from paftrace.fragmenters import PageblockHistory, fragmenter_records
+from paftrace.fragmenters import report as fragmentation_report
 from paftrace.loader import LoaderError, cflags_for, prepare, program_source
 from paftrace.options import TraceOptions
 from paftrace.procfs.report import failure_snapshot, sample_record
@@ -82,6 +84,8 @@ class Tracer:
                                       old_migratetypes=plan.failure_field == "page",
                                       kprobe_warn=plan.warn_kprobe is not None,
                                       kprobe_printed=session.printed_kprobe is not None)
+        self.pageblocks = PageblockHistory(options.order_min)
+        self._fragmenters_sent: dict[tuple[str, str], float] = {}
         session.start(self._on_raw, self._on_stall)
         self.started = time.monotonic()
 
@@ -172,15 +176,32 @@ class Tracer:
             allocations=self._allocations() if with_allocations and self.options.trace_all
             else [],
             memory=self._latest_memory(),
+            fragmentation=self.fragmentation(),
         )
 
     def _latest_memory(self) -> MemorySample | None:
         if self.memory is None:
             return None
         try:
-            return self.memory.latest()
+            sample = self.memory.latest()
         except OSError:
             return None
+        self.pageblocks.add(sample)
+        return sample
+
+    def fragmentation(self) -> dict | None:
+        """The fragmenters section: who fragmented memory, and how the zones moved."""
+        data = self.session.fragmentation()
+        if data is None:
+            return None
+        return fragmentation_report(data, self.pageblocks)
+
+    def _send_fragmenters(self, section: dict | None) -> None:
+        if section is None:
+            return
+        for record in fragmenter_records(section, self._fragmenters_sent,
+                                         time.monotonic_ns()):
+            self.renderer.event(record)
 
     def failures_by_context(self) -> dict[str, int]:
         return dict(zip(CONTEXTS, self.session.failures_by_context()))
@@ -211,6 +232,7 @@ class Tracer:
             "allocations": self._allocations() if self.options.trace_all else [],
             "stack_sample_every": self.sample_every if self.options.trace_all else None,
             "reclaim": self.session.reclaim_summary(),
+            "fragmenters": self.fragmentation(),
         }
 
     def run(self, stop: StopFlag, duration: float | None, interval: float,
@@ -224,7 +246,9 @@ class Tracer:
             if deadline is not None and now >= deadline:
                 break
             if now >= next_tick:
-                self.renderer.tick(self.snapshot(live_allocations))
+                snapshot = self.snapshot(live_allocations)
+                self._send_fragmenters(snapshot.fragmentation)
+                self.renderer.tick(snapshot)
                 next_tick = now + interval
             wait = min(next_tick, deadline or next_tick) - time.monotonic()
             self.session.poll(max(0, min(POLL_MS, int(wait * 1000))))
@@ -270,7 +294,12 @@ def print_plan(options: TraceOptions) -> int:
 
 
 def run_trace(options: TraceOptions, mode: str, duration: float | None, interval: float,
-              dry_run: bool = False, print_ebpf_source: bool = False) -> int:
+              dry_run: bool = False, print_ebpf_source: bool = False,
+              renderer: Renderer | None = None, pagetypeinfo_period: float | None = 30.0
+              ) -> int:
+    """One run of the CLI: `renderer` defaults to the tracer's view for `mode` (the
+    `frag` command brings its own); the pageblock mix is read every
+    `pagetypeinfo_period` seconds (it takes every zone lock)."""
     try:
         if print_ebpf_source:
             return print_ebpf(options)
@@ -280,11 +309,14 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
         return error(str(exc))
     stop = StopFlag()
     stop.install()
-    renderer = make_renderer(mode)
+    renderer = renderer or make_renderer(mode)
     session = None
     try:
         session = TraceSession(options)
-        tracer = Tracer(session, options, renderer, MemorySampler(interval=interval))
+        memory = MemorySampler(interval=interval,
+                               pagetypeinfo_period=pagetypeinfo_period if os.geteuid() == 0
+                               else None)
+        tracer = Tracer(session, options, renderer, memory)
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)
     except LoaderError as exc:

@@ -54,10 +54,12 @@ def paftrace_cmd() -> list[str]:
 
 
 def run_tracer(args: list[str], workload: Callable[[], object] | None = None,
-               stop_signal: int = signal.SIGINT, timeout: float = 60.0) -> TraceRun:
-    """Start `paftrace --json ARGS`, wait for `attached`, run the workload, stop it
-    with a signal (or let --duration end it), and parse every line."""
-    proc = subprocess.Popen(paftrace_cmd() + ["--json", *args], stdout=subprocess.PIPE,
+               stop_signal: int = signal.SIGINT, timeout: float = 60.0,
+               command: tuple[str, ...] = ()) -> TraceRun:
+    """Start `paftrace [COMMAND] --json ARGS`, wait for `attached`, run the workload,
+    stop it with a signal (or let --duration end it), and parse every line."""
+    proc = subprocess.Popen(paftrace_cmd() + [*command, "--json", *args],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     # `attached` is the first line paftrace prints; nothing comes before it.
     attached = read_line(proc, timeout, '{"type":"attached"')

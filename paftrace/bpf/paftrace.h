@@ -82,6 +82,7 @@
 #define C_MIGRATED 10
 #define C_MIGRATE_FAILED 11
 #define C_LOST_STALLS 12
+#define C_EXTFRAG_AGG_FULL 13    /* an extfrag_* or compaction_zones map was full */
 #define C_SLOTS 16
 
 #define STATUS_SLOTS 16        /* compact_result values (<= 8 on 4.14..6.18) */
@@ -156,6 +157,46 @@ struct proc_stall {
     u32 reclaim_n;
     u32 compact_n;
     char comm[16];
+};
+
+/* Fragmentation attribution (kmem:mm_page_alloc_extfrag): exact counts per
+ * extfrag_key with stack_id = EXTFRAG_NO_STACK in `extfrag_counts`; the stack is
+ * walked for at most EXTFRAG_STACKS_PER_WINDOW events per CPU per
+ * EXTFRAG_WINDOW_NS, counted per key and stack in `extfrag_stacks`, and scaled
+ * to the exact totals in user space (marked as estimates). */
+#define EXTFRAG_NO_STACK -1
+#define EXTFRAG_STACKS_PER_WINDOW 32
+#define EXTFRAG_WINDOW_NS 100000000ULL
+
+struct extfrag_key {
+    s32 alloc_order;
+    s32 fallback_order;
+    s32 alloc_migratetype;
+    s32 fallback_migratetype;
+    s32 stack_id;
+    u8 fragmenting;       /* fallback_order < pageblock order: the kernel's own test */
+    u8 change_ownership;  /* the pageblock was claimed for alloc_migratetype */
+    u16 pad;
+    char comm[16];
+};
+
+struct window_budget {
+    u64 start_ns;
+    u32 used;
+    u32 pad;
+};
+
+/* Compaction's side, per zone: why it could not rebuild high-order blocks. */
+#define COMPACT_EV_END 0       /* mm_compaction_end: result = status, zone by zone_start pfn */
+#define COMPACT_EV_SUITABLE 1  /* mm_compaction_suitable: result = ret, zone by (nid, idx) */
+#define COMPACT_EV_DEFERRED 2  /* mm_compaction_deferred: result = 0, zone by (nid, idx) */
+
+struct compaction_zone_key {
+    u64 zone_start;  /* COMPACT_EV_END: the zone's first pfn; 0 otherwise */
+    s32 nid;         /* -1 for COMPACT_EV_END */
+    s32 zone_idx;    /* -1 for COMPACT_EV_END */
+    s32 event;       /* COMPACT_EV_* */
+    s32 result;
 };
 
 #endif /* PAFTRACE_H */

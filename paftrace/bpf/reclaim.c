@@ -19,7 +19,8 @@
  *   HAVE_MIGRATEPAGES    compaction:mm_compaction_migratepages
  *   HAVE_WAKEUP_KSWAPD, HAVE_KSWAPD_WAKE, HAVE_WAKEUP_KCOMPACTD (4.14+),
  *   HAVE_KCOMPACTD_WAKE (4.14+), HAVE_EXTFRAG (kmem:mm_page_alloc_extfrag),
- *   HAVE_EXTFRAG_OWNERSHIP (its `change_ownership` field), PAGEBLOCK_ORDER
+ *   HAVE_EXTFRAG_OWNERSHIP (its `change_ownership` field), PAGEBLOCK_ORDER,
+ *   HAVE_COMPACTION_SUITABLE, HAVE_COMPACTION_DEFERRED (per-zone compaction verdicts)
  */
 #include <uapi/linux/ptrace.h>
 
@@ -57,12 +58,31 @@ BPF_HASH(compacting, u32, struct open_stall, 10240);
 BPF_PERCPU_HASH(per_process, u32, struct proc_stall, 4096);  /* see paftrace.h */
 /* Number of open compaction stalls: lets mm_page_alloc return at once when 0. */
 BPF_ARRAY(open_compactions, s64, 1);
+/* Compaction outcomes per zone (paftrace.h: struct compaction_zone_key). Shared,
+ * not per-CPU: few keys, updated with atomic adds. */
+BPF_HASH(compaction_zones, struct compaction_zone_key, u64, 1024);
 
 static __always_inline void count(int idx, u64 n)
 {
     u64 *v = counters.lookup(&idx);
     if (v)
         *v += n;
+}
+
+/* One more event in a shared hash entry (`map.lookup_or_try_init(...)`): atomic,
+ * since CPUs share the entry; a full map is counted, never silent. */
+static __always_inline void add_one(u64 *entry)
+{
+    if (entry)
+        __sync_fetch_and_add(entry, 1);
+    else
+        count(C_EXTFRAG_AGG_FULL, 1);
+}
+
+static __always_inline void count_zone(struct compaction_zone_key *key)
+{
+    u64 zero = 0;
+    add_one(compaction_zones.lookup_or_try_init(key, &zero));
 }
 
 static __always_inline void bump(void *map_lookup_result)
@@ -181,6 +201,35 @@ TRACEPOINT_PROBE(compaction, mm_compaction_end)
     }
 #endif
     bump(compact_status.lookup(&slot));
+    struct compaction_zone_key zkey = {.zone_start = args->zone_start, .nid = -1,
+                                       .zone_idx = -1, .event = COMPACT_EV_END,
+                                       .result = status};
+    count_zone(&zkey);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_COMPACTION_SUITABLE
+/* compaction_suitable() per zone (mm/compaction.c): `ret` says why compaction was
+ * skipped (not_suitable_zone: below the order-0 watermark it needs to migrate;
+ * skipped; success: the block is already there). */
+TRACEPOINT_PROBE(compaction, mm_compaction_suitable)
+{
+    struct compaction_zone_key zkey = {.nid = args->nid, .zone_idx = args->idx,
+                                       .event = COMPACT_EV_SUITABLE, .result = args->ret};
+    count_zone(&zkey);
+    return 0;
+}
+#endif
+
+#ifdef HAVE_COMPACTION_DEFERRED
+/* compaction_deferred() said yes: an earlier failure at this order backs compaction
+ * off for 1 << defer_shift attempts (mm/compaction.c, defer_compaction). */
+TRACEPOINT_PROBE(compaction, mm_compaction_deferred)
+{
+    struct compaction_zone_key zkey = {.nid = args->nid, .zone_idx = args->idx,
+                                       .event = COMPACT_EV_DEFERRED};
+    count_zone(&zkey);
     return 0;
 }
 #endif
@@ -262,17 +311,62 @@ TRACEPOINT_PROBE(compaction, mm_compaction_kcompactd_wake)
 #endif
 
 #ifdef HAVE_EXTFRAG
+/* Who fragments memory: each fallback to another migratetype's free list, by task,
+ * orders, migratetypes and outcome (exact), and by kernel stack (sampled). */
+BPF_HASH(extfrag_counts, struct extfrag_key, u64, 4096);
+BPF_HASH(extfrag_stacks, struct extfrag_key, u64, 4096);
+BPF_STACK_TRACE(extfrag_stack_traces, 2048);
+BPF_PERCPU_ARRAY(extfrag_budget, struct window_budget, 1);
+
+/* Walking the stack costs microseconds: at most EXTFRAG_STACKS_PER_WINDOW walks per
+ * CPU per window, so a fallback storm stays cheap; the exact counts do not depend
+ * on it. Tracing programs do not nest on a CPU, so the per-CPU budget has one writer. */
+static __always_inline bool take_extfrag_stack(void)
+{
+    u32 zero = 0;
+    struct window_budget *b = extfrag_budget.lookup(&zero);
+    if (!b)
+        return false;
+    u64 now = bpf_ktime_get_ns();
+    if (now - b->start_ns >= EXTFRAG_WINDOW_NS) {
+        b->start_ns = now;
+        b->used = 0;
+    }
+    if (b->used >= EXTFRAG_STACKS_PER_WINDOW)
+        return false;
+    b->used += 1;
+    return true;
+}
+
 TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)
 {
     count(C_EXTFRAG, 1);
-    /* the kernel's own "fragmenting" test (print fmt): a fallback smaller than a
-     * pageblock mixes migratetypes inside that pageblock */
-    if (args->fallback_order < PAGEBLOCK_ORDER)
+    struct extfrag_key key = {};
+    key.alloc_order = args->alloc_order;
+    key.fallback_order = args->fallback_order;
+    key.alloc_migratetype = args->alloc_migratetype;
+    key.fallback_migratetype = args->fallback_migratetype;
+    key.stack_id = EXTFRAG_NO_STACK;
+    /* the kernel's own "fragmenting" test (the tracepoint's print fmt): a fallback
+     * smaller than a pageblock mixes migratetypes inside that pageblock */
+    if (args->fallback_order < PAGEBLOCK_ORDER) {
+        key.fragmenting = 1;
         count(C_EXTFRAG_FRAGMENTING, 1);
+    }
 #ifdef HAVE_EXTFRAG_OWNERSHIP
-    if (args->change_ownership)
+    if (args->change_ownership) {
+        key.change_ownership = 1;
         count(C_EXTFRAG_STEAL, 1);
+    }
 #endif
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    u64 zero = 0;
+    add_one(extfrag_counts.lookup_or_try_init(&key, &zero));
+    if (take_extfrag_stack()) {
+        key.stack_id = extfrag_stack_traces.get_stackid(args, 0);
+        if (key.stack_id >= 0)
+            add_one(extfrag_stacks.lookup_or_try_init(&key, &zero));
+    }
     return 0;
 }
 #endif

@@ -30,6 +30,8 @@ COMMANDS = (
                 "GFP_KERNEL|__GFP_NOWARN)."),
     CommandSpec("buddyinfo", "paftrace.commands.buddyinfo:buddyinfo",
                 "Free blocks per order and zone, watermarks and fragmentation, live."),
+    CommandSpec("frag", "paftrace.commands.frag:frag",
+                "Attribute fragmentation to call sites and tasks, live."),
 )
 DEFAULT_COMMAND = "trace"
 

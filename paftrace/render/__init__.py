@@ -35,6 +35,7 @@ class Snapshot:
     sample_every: int | None = None
     allocations: list[dict] = field(default_factory=list)
     memory: object | None = None  # paftrace.procfs sample, when available
+    fragmentation: dict | None = None  # paftrace.fragmenters.report(), with reclaim tracing
 
 
 class Renderer(Protocol):

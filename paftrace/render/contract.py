@@ -46,15 +46,32 @@ RECORDS = (
     RecordType("stall", "as each direct reclaim or direct compaction stall ends", (
         "type", "kind", "ts_ns", "start_ns", "duration_ms", "pid", "tid", "comm", "order",
         "gfp", "outcome", "compaction_status", "zones", "nr_reclaimed", "priority")),
+    RecordType("fragmenter", "at each interval, for each top fragmenting call site whose "
+               "count moved", (
+        "type", "ts_ns", "order", "site", "comm", "events", "fragmenting", "steals", "share",
+        "pairs", "class", "stack", "estimated"),
+        "A call site (`requester via caller`) in one task name whose allocations fell back "
+        "to another migratetype's free list (kmem:mm_page_alloc_extfrag). Cumulative counts: "
+        "`events` fallbacks, `fragmenting` those below pageblock order (they mix "
+        "migratetypes inside a pageblock), `steals` those that claimed the pageblock, "
+        "`share` of all fragmenting fallbacks, `pairs` `{\"Unmovable<-Movable\": n}`, "
+        "`class` a known fragmenter class (network buffers, pipe buffers, page tables, slab "
+        "caches) or null. Per-site numbers are estimates (`estimated`: stacks are sampled "
+        "in the kernel); the totals in the summary are exact."),
     RecordType("summary", "last", (
         "type", "duration_s", "order", "orders", "failures_matched", "failures_reported",
         "failures_by_context", "by_class", "call_sites", "lost", "allocations",
-        "stack_sample_every", "reclaim"),
+        "stack_sample_every", "reclaim", "fragmenters"),
         "`orders` is `{\"4\": {\"attempts\", \"failures\"}, ...}`; `allocations` is filled "
         "with --all; `reclaim` is `{\"type\": \"reclaim_summary\", ...}` or null. `lost` "
         "has the keys below: `records` counts every failure record not shown, buffer "
         "overruns plus `unhandled`, the records whose handling raised (that error ends the "
-        "run with its traceback, never silently)."),
+        "run with its traceback, never silently). `fragmenters` (null without reclaim tracing) is "
+        "`{\"order\", \"fallbacks\", \"fragmenting\", \"steals\", \"sites\": [fragmenter "
+        "objects without type/ts_ns], \"zones\": [{\"node\", \"zone\", \"elapsed_s\", "
+        "\"blocks_at_or_above\": [first, now], \"pageblocks\": {type: [first, now]} or null}], "
+        "\"compaction\": {\"node N Zone\": {\"end\"|\"suitable\"|\"deferred\": {result: n}}}, "
+        "\"headline\": [...], \"advice\": [...], \"stacks_estimated\"}`."),
 )
 LOST_KEYS = ("records", "unhandled", "stack_errors", "aggregation_full")
 BY_NAME = {r.name: r for r in RECORDS}

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
+from paftrace.render.frag import fragmenters_panel
 from paftrace.render.memory import memory_panel
 from paftrace.render.memtext import failure_line as buddy_line
 from paftrace.render.plain import (
@@ -148,6 +149,8 @@ class LiveRenderer:
         ]
         if s.memory is not None:
             parts.append(memory_panel(s.memory, s.order_min))
+        if s.fragmentation is not None and s.fragmentation["fallbacks"]:
+            parts.append(fragmenters_panel(s.fragmentation))
         if s.failures.total:
             parts += [_sites_table(s, now_ns), *_top_stacks(s)]
         if self.timeline:

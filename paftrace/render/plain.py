@@ -9,6 +9,7 @@ from typing import TextIO
 from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
+from paftrace.render.frag import fragmenter_lines
 from paftrace.render.memtext import failure_line as buddy_line
 from paftrace.render.text import text_table
 
@@ -89,6 +90,7 @@ def summary_lines(summary: dict) -> list[str]:
                      f"({dr['total_ms']:.1f} ms), kswapd wakeups "
                      f"{reclaim['kswapd']['wakeup_requests']}, fallbacks "
                      f"{reclaim['extfrag']['fallbacks']}")
+    lines += fragmenter_lines(summary.get("fragmenters"))
     lost = summary["lost"]
     lines.append("  lost: " + ", ".join(f"{k} {v}" for k, v in lost.items()))
     if any(lost.values()):

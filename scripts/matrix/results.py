@@ -40,6 +40,9 @@ class KernelResult:
     warn_printed: bool | None        # dmesg has "page allocation failure: order:10"; None: untested
     warn_marked: bool | None         # the trace marked that failure "reported"
     warn_stall_ms: float | None = None  # direct compaction the trace tied to that failure
+    frag_fallbacks: int | None = None   # `paftrace frag`: fallbacks while pipes were pinned
+    frag_fragmenting: int | None = None
+    frag_top_site: str | None = None    # the top fragmenter's call site and task
     problems: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -126,6 +129,14 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         warn_stall_ms=max((f["stall"]["direct_compaction"]["total_ms"] for f in warned
                            if f.get("stall")), default=None),
     )
+    frag_summary = next((r for r in json_lines(_text(directory, "frag.out"))
+                         if r.get("type") == "summary"), None)
+    if frag_summary and frag_summary.get("fragmenters"):
+        section = frag_summary["fragmenters"]
+        result.frag_fallbacks = section["fallbacks"]
+        result.frag_fragmenting = section["fragmenting"]
+        top = section["sites"][0] if section["sites"] else None
+        result.frag_top_site = f"{top['site']} ({top['comm']})" if top else None
     result.problems = problems(result, selftest, attached)
     return result
 
@@ -161,6 +172,9 @@ def problems(r: KernelResult, selftest: dict, attached: dict) -> list[str]:
                             for p in r.probes)
     if r.warn_printed and compaction_traced and not r.warn_stall_ms:
         out.append("the printed failure carries no direct-compaction stall")
+    if r.frag_fallbacks is not None and "pipe" not in (r.frag_top_site or ""):
+        out.append(f"pinned pipes are not the top fragmenter (top: {r.frag_top_site}, "
+                   f"{r.frag_fallbacks} fallbacks)")
     return out
 
 
