@@ -246,7 +246,9 @@ def print_plan(options: TraceOptions) -> int:
 
 
 def run_trace(options: TraceOptions, mode: str, duration: float | None, interval: float,
-              dry_run: bool = False, print_ebpf_source: bool = False) -> int:
+              dry_run: bool = False, print_ebpf_source: bool = False,
+              renderer: Renderer | None = None, memory: MemorySampler | None = None) -> int:
+    """`renderer`/`memory`: the recorder's own (paftrace record); else by `mode`."""
     try:
         if print_ebpf_source:
             return print_ebpf(options)
@@ -256,10 +258,10 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
         return error(str(exc))
     stop = StopFlag()
     stop.install()
-    renderer = make_renderer(mode)
+    renderer = renderer or make_renderer(mode)
     tracer = None
     try:
-        tracer = Tracer(options, renderer, MemorySampler(interval=interval))
+        tracer = Tracer(options, renderer, memory or MemorySampler(interval=interval))
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)
     except LoaderError as exc:

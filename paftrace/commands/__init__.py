@@ -14,6 +14,8 @@ COMMANDS = [
     "paftrace.commands.explain:explain",
     "paftrace.commands.explain:gfp",
     "paftrace.commands.buddyinfo:buddyinfo",
+    "paftrace.commands.record:record",
+    "paftrace.commands.report:report",
 ]
 
 
