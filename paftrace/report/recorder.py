@@ -74,6 +74,7 @@ class RecordRenderer(JsonRenderer):
         self.kmsg_lines: list[dict] = []
         self.kmsg_dropped = 0
         self.samples_written: set[int] = set()
+        self.pagetypeinfo_written: int | None = None
         self.counts = {"buddyinfo": 0, "failure": 0, "stall": 0, "kmsg": 0}
         for record in head:
             self._emit(record)
@@ -89,7 +90,19 @@ class RecordRenderer(JsonRenderer):
             if record["ts_ns"] in self.samples_written:
                 return
             self.samples_written.add(record["ts_ns"])
+            self._once_per_read(record)
         super().event(record)
+
+    def _once_per_read(self, record: dict) -> None:
+        """The sampler repeats its last pagetypeinfo in every sample; the file keeps each
+        read once (PAGETYPEINFO_PERIOD_S), in the first sample that carries it."""
+        read_at = record.get("pagetypeinfo_ts_ns")
+        if read_at is None or read_at != self.pagetypeinfo_written:
+            self.pagetypeinfo_written = read_at
+            return
+        for zone in record["zones"]:
+            zone.pop("migratetypes", None)
+            zone.pop("pageblocks", None)
 
     def tick(self, snapshot: Snapshot) -> None:
         sample = snapshot.memory

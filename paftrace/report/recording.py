@@ -72,12 +72,18 @@ class Recording:
     kind: str                      # "recording" (paftrace record) | "json" (paftrace --json)
     cut_short: bool
     problems: list[str] = field(default_factory=list)
+    by_type: dict[str, list[dict]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for r in self.records:
+            self.by_type.setdefault(r.get("type", ""), []).append(r)
 
     def of_type(self, kind: str) -> list[dict]:
-        return [r for r in self.records if r.get("type") == kind]
+        return self.by_type.get(kind, [])
 
     def first(self, kind: str) -> dict | None:
-        return next((r for r in self.records if r.get("type") == kind), None)
+        found = self.by_type.get(kind)
+        return found[0] if found else None
 
 
 def _gunzip(data: bytes) -> tuple[str, str | None]:
