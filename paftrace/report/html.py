@@ -113,10 +113,13 @@ def _kernel_reports(model: dict) -> str:
     if not reports:
         return (f"<p>No page allocation failure report in the kernel log during the "
                 f"recording ({model['kmsg_lines']} kernel log line(s) recorded).</p>")
-    out = [f"<p>{len(reports)} report(s), {_e(model['kernel_reports_how'])}.</p>"]
+    out = [f"<p>{model['kernel_reports_total']} report(s), {len(reports)} distinct, "
+           f"{_e(model['kernel_reports_how'])}.</p>"]
     for r in reports:
         verdict = {"real": "harmful", "benign": "expected"}.get(r.get("verdict"), "?")
         at = f" at {r['t']:.1f} s" if r.get("t") is not None else ""
+        if r["count"] > 1:
+            at = f" {r['count']}x, first{at}"
         out.append(
             f"<details open><summary><span class='sev-{verdict}'>{verdict}</span>{_e(at)}: "
             f"<code>{_e(r.get('comm'))}</code> order {_e(r.get('order'))} mode {_e(r.get('mode'))}"

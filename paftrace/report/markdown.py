@@ -65,8 +65,8 @@ def render_markdown(model: dict) -> str:
         out += [f"### #{i} {_cell(c['blame'])}", "", "```",
                 *(frame.replace("```", "'''") for frame in c["stack"]), "```", ""]
     out += ["## Kernel reports", ""]
-    out += _table(["t (s)", "comm", "order", "mode", "context", "verdict"], [
-        [r.get("t"), r.get("comm"), r.get("order"), r.get("mode"), r.get("context"),
+    out += _table(["first at (s)", "count", "comm", "order", "mode", "context", "verdict"], [
+        [r.get("t"), r["count"], r.get("comm"), r.get("order"), r.get("mode"), r.get("context"),
          r.get("verdict")] for r in model["kernel_reports"]]) if model["kernel_reports"] else [
         "none printed during the recording", ""]
     sysf = model["system"]

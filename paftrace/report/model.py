@@ -21,6 +21,7 @@ TOP_SITES = 20
 MAX_BUCKETS = 1200         # failure histogram: at most this many bars per series
 MAX_FAILURE_POINTS = 5000  # individual failures listed for hover; the histogram counts all
 MAX_STALL_POINTS = 5000
+MAX_REPORT_TIMES = 1000    # per distinct kernel report, for the timeline markers
 WATERMARKS = ("min", "low", "high")
 _FAILURE_FIELDS = {f.name for f in fields(Failure)}
 
@@ -145,10 +146,19 @@ def _kernel_reports(rec: Recording, kernel: str | None, t0: int) -> tuple[list[d
     if not reports and rec.of_type("kmsg"):  # cut short before the end: decode here
         reports = decode_kernel_reports(rec.of_type("kmsg"), kernel)
         how = "decoded by the report (the recording ended before the recorder did it)"
+    grouped: dict[tuple, dict] = {}
     for r in reports:
         # kmsg time stamps are local_clock(), ~CLOCK_MONOTONIC (see recorder.header_record)
-        r["t"] = None if r.get("timestamp") is None else round(r["timestamp"] - t0 / 1e9, 3)
-    return reports, how
+        t = None if r.get("timestamp") is None else round(r["timestamp"] - t0 / 1e9, 3)
+        key = (r.get("kind"), r.get("order"), r.get("mode"), tuple(r.get("stack") or ()))
+        if key in grouped:  # the same report again: one entry, every time kept
+            grouped[key]["count"] += 1
+            grouped[key]["times"].append(t)
+        else:
+            grouped[key] = dict(r, count=1, t=t, times=[t])
+    for r in grouped.values():
+        r["times"] = r["times"][:MAX_REPORT_TIMES]
+    return list(grouped.values()), how
 
 
 def build_model(rec: Recording) -> dict:
@@ -192,6 +202,7 @@ def build_model(rec: Recording) -> dict:
         "stalls": _stalls(rec.of_type("stall"), t0),
         "call_sites": sites,
         "kernel_reports": reports, "kernel_reports_how": reports_how,
+        "kernel_reports_total": sum(r["count"] for r in reports),
         "kmsg_lines": len(rec.of_type("kmsg")),
         "system": {k: v for k, v in system.items() if k != "type"},
         "doctor": rec.first("doctor"),
@@ -201,8 +212,13 @@ def build_model(rec: Recording) -> dict:
     return model
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def headline(model: dict) -> dict:
-    """Harmful or expected, which orders/contexts/call sites, and the advice with evidence."""
+    """Harmful or expected, which orders/contexts/call sites, and the advice with evidence:
+    harmful call sites and kernel reports first, each with the evidence explain gives."""
     f = model["failures"]
     sites = model["call_sites"]
     reports = model["kernel_reports"]
@@ -213,24 +229,37 @@ def headline(model: dict) -> dict:
     harmful = [s for s in sites if s["judgement"]["verdict"] == "harmful"]
     harmful_reports = [r for r in reports if r.get("verdict") == "real"]
     severity = "harmful" if harmful or harmful_reports else "expected"
-    orders = ", ".join(f"order {o}: {n}" for o, n in f["by_order"].items())
-    contexts = ", ".join(f"{c}: {n}" for c, n in sorted(f["by_context"].items()))
-    title = (f"{'HARMFUL' if severity == 'harmful' else 'Expected'}: {f['total']} failed "
-             f"allocation(s) traced ({orders}; {contexts})")
+    parts = []
+    if f["total"]:
+        orders = ", ".join(f"order {o}: {n}" for o, n in f["by_order"].items())
+        contexts = ", ".join(f"{c}: {n}" for c, n in sorted(f["by_context"].items()))
+        bad = sum(s["count"] for s in harmful)
+        parts.append(f"{_count(f['total'], 'failed allocation')} traced ({orders}; {contexts})"
+                     f", {bad or 'none'} at harmful call sites")
     if reports:
-        title += f", {len(reports)} kernel report(s) printed"
+        total = model["kernel_reports_total"]
+        bad = sum(r["count"] for r in harmful_reports)
+        parts.append(f"{_count(total, 'kernel report')} printed, {bad or 'none'} harmful")
+    title = ("HARMFUL: " if severity == "harmful" else "Expected: ") + "; ".join(parts)
     points = []
     for s in (harmful or sites)[:3]:
         j = s["judgement"]
-        points.append({"text": f"{s['count']}x {s['blame']}: order {s['order']}, "
-                       f"{'|'.join(s['gfp_flags'])}, {s['context']} -> {j['verdict']}",
-                       "evidence": "; ".join(p["text"] + " (" + p["evidence"] + ")"
+        points.append({"text": f"{j['verdict']}: {s['count']}x {s['blame']}, order "
+                       f"{s['order']}, {'|'.join(s['gfp_flags'])}, {s['context']}",
+                       "evidence": "; ".join(f"{p['text']} ({p['evidence']})"
                                              for p in j["reasons"])})
+    for r in (harmful_reports or reports)[:3]:
+        verdict = "harmful" if r.get("verdict") == "real" else "expected"
+        points.append({"text": f"{verdict}: kernel report ({r['count']}x), {r.get('comm')} order "
+                       f"{r.get('order')}, {'|'.join(r.get('gfp_flags') or [])}, "
+                       f"{r.get('context') or 'unknown context'}",
+                       "evidence": "; ".join(f"{p['text']} ({p['evidence']})"
+                                             for p in r.get("verdict_evidence", []))})
     advice: dict[str, dict] = {}
     for s in harmful or sites:
         for p in s["judgement"]["findings"] + s["judgement"]["advice"]:
             advice.setdefault(p["text"], p)
-    for r in reports:
+    for r in harmful_reports or reports:
         for p in r.get("findings", []) + r.get("advice", []):
             advice.setdefault(p["text"], p)
     return {"severity": severity, "title": title, "points": points,

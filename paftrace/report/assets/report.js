@@ -138,10 +138,20 @@
                                 y: top, yanchor: "bottom", showarrow: false });
       top -= h + gap;
     });
+    // Each kernel report: a dotted line across every row, labelled once at the top.
+    var labelled = false;
     data.kernel_reports.forEach(function (r) {
-      if (r.t === null || r.t === undefined) { return; }
-      layout.shapes.push({ type: "line", xref: "x", yref: "paper", x0: x(r.t), x1: x(r.t),
-                           y0: 0, y1: 1, line: { color: "#c62828", width: 1, dash: "dot" } });
+      r.times.forEach(function (t) {
+        if (t === null || t === undefined) { return; }
+        layout.shapes.push({ type: "line", xref: "x", yref: "paper", x0: x(t), x1: x(t),
+                             y0: 0, y1: 1, line: { color: "#c62828", width: 1, dash: "dot" } });
+        if (!labelled) {
+          layout.annotations.push({ text: "kernel report", xref: "x", yref: "paper", x: x(t),
+                                    y: 1, yanchor: "bottom", showarrow: false,
+                                    font: { color: "#c62828", size: 11 } });
+          labelled = true;
+        }
+      });
     });
     return plot("plot-timeline", traces, layout);
   }
