@@ -22,6 +22,7 @@ from paftrace.render.plain import (
     summary_lines,
     wall_clock,
 )
+from paftrace.render.trends import Trends
 
 SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
 
@@ -127,6 +128,7 @@ class LiveRenderer:
         self.snapshot: Snapshot | None = None
         self.timeline: deque[tuple[int, Text, Text, Text]] = deque(maxlen=32)
         self._last_draw = 0.0
+        self.trends = Trends()
 
     def attached(self, info: dict) -> None:
         self.header = Text(
@@ -148,6 +150,7 @@ class LiveRenderer:
         ]
         if s.memory is not None:
             parts.append(memory_panel(s.memory, s.order_min))
+        parts.append(self.trends.render(s.order_min))
         if s.failures.total:
             parts += [_sites_table(s, now_ns), *_top_stacks(s)]
         if self.timeline:
@@ -183,6 +186,7 @@ class LiveRenderer:
 
     def tick(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self.trends.update(snapshot)
         self._draw()
 
     def finish(self, summary: dict) -> None:

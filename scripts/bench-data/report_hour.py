@@ -51,7 +51,10 @@ def synthesize(source: Path, target: Path, seconds: float) -> dict:
     repeats = 0
     for rec in head:
         sink.write(json.dumps(rec) + "\n")
-    while min(stamps) + repeats * span - start < seconds * 1e9:
+    def covered() -> int:  # ns from the start to the last record written so far
+        return max(stamps) + (repeats - 1) * span - start
+
+    while repeats == 0 or covered() < seconds * 1e9:
         offset = repeats * span
         for rec in body:
             out = _shift(rec, offset)
@@ -71,7 +74,7 @@ def synthesize(source: Path, target: Path, seconds: float) -> dict:
     sink.write(json.dumps(summary) + "\n")
     sink.write(json.dumps(_shift(tail["recording_end"], (repeats - 1) * span)) + "\n")
     sink.close()
-    return {"repeats": repeats, "records": counts, "seconds": repeats * span / 1e9,
+    return {"repeats": repeats, "records": counts, "seconds": round(covered() / 1e9, 1),
             "file_bytes": target.stat().st_size}
 
 
