@@ -9,6 +9,7 @@ and network request is collected; the network is also switched off for the page.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -192,10 +193,8 @@ def open_page(path: Path, wait_for: str, screenshot: Path | None = None, width: 
                 f"{screenshot.stem}-{name}.png") if screenshot else Path(f"{name}.png"))
         cdp.pump(0.5)  # late console messages
         _collect(cdp.events, result)
-        try:
+        with contextlib.suppress(BrowserError):
             cdp.call("Browser.close", timeout=10)
-        except BrowserError:
-            pass
     finally:
         if proc.poll() is None:
             proc.kill()

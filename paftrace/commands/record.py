@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from paftrace.commands.trace import _features, _order
+from paftrace.commands.trace import _order, trace
 from paftrace.options import TraceOptions
 
+SHARED_FILTERS = ("pid", "comm", "atomic_only", "warn_only", "disabled")
 RECORD_EXAMPLES = """\b
 Examples:
   sudo paftrace record -o incident.paf -d 600 --order 4+
@@ -36,14 +37,6 @@ def _writable(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Orders to report: N, N+ (N and above) or N-M.")
 @click.option("-i", "--interval", type=click.FloatRange(min=0.1), default=1.0,
               show_default=True, help="Memory-state sample and rate interval (seconds).")
-@click.option("-p", "--pid", type=int, help="Only this process (tgid).")
-@click.option("-c", "--comm", help="Only tasks with this name (exact, up to 15 chars).")
-@click.option("--atomic-only", is_flag=True,
-              help="Only allocations that cannot reclaim (no __GFP_DIRECT_RECLAIM).")
-@click.option("--warn-only", is_flag=True,
-              help="Only allocations that warn in dmesg (no __GFP_NOWARN).")
-@click.option("--no-feature", "disabled", multiple=True, callback=_features, metavar="NAME",
-              help="Force a fallback path (see `paftrace trace --help`).")
 def record(output: str, duration: float | None, orders: tuple[int, int], interval: float,
            pid: int | None, comm: str | None, atomic_only: bool, warn_only: bool,
            disabled: frozenset[str]) -> None:
@@ -59,3 +52,8 @@ def record(output: str, duration: float | None, orders: tuple[int, int], interva
     click.echo(f"paftrace: wrote {output} ({counts}); next: paftrace report {output}",
                err=True)
     sys.exit(status)
+
+
+# The filters are trace's own options (same names, help and validation): -p, -c,
+# --atomic-only, --warn-only, --no-feature. (-o is the output file here: --order is ours.)
+record.params.extend(p for p in trace.params if p.name in SHARED_FILTERS)

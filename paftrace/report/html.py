@@ -18,6 +18,10 @@ from importlib import resources
 from paftrace import __version__
 
 DATA_ID = "paftrace-data"
+# Nothing may be fetched: inline scripts and styles only, images and fonts as data: URLs.
+# (Plotly compiles a few functions at run time, hence 'unsafe-eval'.)
+CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+       "style-src 'unsafe-inline'; img-src data:; font-src data:")
 PLOT_IDS = ("plot-timeline", "plot-orders", "plot-sites")
 SITES_PLOT = ('<div><h3>Top call sites (red: harmful, green: expected)</h3>'
               '<div class="plot" id="plot-sites"></div></div>')
@@ -99,13 +103,19 @@ def _sites(model: dict) -> str:
                   rows, numeric={0, 1, 2})]
     for i, s in enumerate(sites, 1):
         j = s["judgement"]
-        out.append(
-            f"<details><summary>#{i} <span class='sev-{_e(j['verdict'])}'>{_e(j['verdict'])}"
-            f"</span> {s['count']}x {_e(s['blame'])}, order {s['order']}, {_e(s['gfp'])}"
-            f"</summary>{_points(j['reasons'] + j['findings'] + j['advice'])}"
+        out.append(_judged(
+            j["verdict"], f"#{i}", f"{s['count']}x {s['blame']}, order {s['order']}, {s['gfp']}",
+            _points(j["reasons"] + j["findings"] + j["advice"]) +
             f"<p class='evidence'>tracer rule: {_e(s['rule'])}</p>"
-            f"<pre>{_e(chr(10).join(s['stack']))}</pre></details>")
+            f"<pre>{_e(chr(10).join(s['stack']))}</pre>"))
     return "".join(out)
+
+
+def _judged(verdict: str, label: str, what: str, body: str, is_open: bool = False) -> str:
+    """A collapsible entry: verdict, what it is, then its evidence and stack (`body`)."""
+    return (f"<details{' open' if is_open else ''}><summary>{_e(label)} "
+            f"<span class='sev-{_e(verdict)}'>{_e(verdict)}</span> {_e(what)}</summary>"
+            f"{body}</details>")
 
 
 def _kernel_reports(model: dict) -> str:
@@ -117,16 +127,17 @@ def _kernel_reports(model: dict) -> str:
            f"{_e(model['kernel_reports_how'])}.</p>"]
     for r in reports:
         verdict = {"real": "harmful", "benign": "expected"}.get(r.get("verdict"), "?")
+        points = r.get("verdict_evidence", []) + r.get("findings", []) + r.get("advice", [])
         at = f" at {r['t']:.1f} s" if r.get("t") is not None else ""
         if r["count"] > 1:
             at = f" {r['count']}x, first{at}"
-        out.append(
-            f"<details open><summary><span class='sev-{verdict}'>{verdict}</span>{_e(at)}: "
-            f"<code>{_e(r.get('comm'))}</code> order {_e(r.get('order'))} mode {_e(r.get('mode'))}"
-            f" ({_e('|'.join(r.get('gfp_flags') or []))}), context {_e(r.get('context'))}"
-            f"</summary>{_points(r.get('verdict_evidence', []) + r.get('findings', []) + r.get('advice', []))}"
-            f"<details><summary>raw kernel log ({len(r.get('raw', []))} lines)</summary>"
-            f"<pre>{_e(chr(10).join(r.get('raw', [])))}</pre></details></details>")
+        raw = r.get("raw", [])
+        out.append(_judged(
+            verdict, "kernel report",
+            f"{at}: {r.get('comm')} order {r.get('order')} mode {r.get('mode')} "
+            f"({'|'.join(r.get('gfp_flags') or [])}), context {r.get('context')}",
+            f"{_points(points)}<details><summary>raw kernel log ({len(raw)} lines)</summary>"
+            f"<pre>{_e(chr(10).join(raw))}</pre></details>", is_open=True))
     return "".join(out)
 
 
@@ -191,7 +202,7 @@ def render_html(model: dict) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>{_e(title)}</title><style>{_asset("report.css")}</style></head>
 <body><main>
 <h1>{_e(title)}</h1>
