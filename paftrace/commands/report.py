@@ -48,6 +48,9 @@ def report(source: str, output: str | None, fmt: str) -> None:
     if target == "-":
         click.echo(text, nl=False)
         return
-    Path(target).write_text(text, encoding="utf-8")
+    try:
+        Path(target).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {target}: {exc.strerror or exc}") from exc
     click.echo(f"paftrace: wrote {target} ({len(text.encode()) / 1e6:.1f} MB): "
                f"{model['verdict']['title']}", err=True)
