@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -240,3 +241,31 @@ def test_chromium_is_installed() -> None:
     """The browser test must never skip for want of a browser: scripts install it."""
     assert Path("/usr/bin/chromium").exists(), "apt-get install chromium (scripts/setup --dev)"
     assert sys.executable
+
+
+@needs_root
+def test_ctrl_c_ends_a_recording_cleanly(tmp_path: Path) -> None:
+    """Without -d the recorder runs until a signal; the file is then complete."""
+    path = tmp_path / "interrupted.paf"
+    proc = start_recorder(path, "--order", "4+")
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    rec = read_recording(path)
+    assert not rec.cut_short and rec.records[-1]["type"] == "recording_end"
+    assert f"next: paftrace report {path}" in err
+
+
+@needs_root
+def test_record_refuses_to_start_without_root() -> None:
+    where = Path(tempfile.mkdtemp(prefix="paftrace-nobody-", dir="/tmp"))
+    where.chmod(0o777)  # reachable by nobody: the refusal must be about root, not the path
+    path = where / "nobody.paf"
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           *paftrace_cmd(), "record", "-o", str(path), "-d", "1"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.returncode == 1 and "recording needs root" in proc.stderr, proc.stderr
+    assert not path.exists()
+    where.rmdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -20,11 +21,14 @@ Examples:
 
 
 def _writable(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    parent = Path(value).resolve().parent
-    if not parent.is_dir():
-        raise click.BadParameter(f"directory {parent} does not exist")
-    if Path(value).is_dir():
-        raise click.BadParameter(f"{value} is a directory: give a file name")
+    try:
+        parent = Path(value).resolve().parent
+        if not parent.is_dir():
+            raise click.BadParameter(f"directory {parent} does not exist")
+        if Path(value).is_dir():
+            raise click.BadParameter(f"{value} is a directory: give a file name")
+    except OSError as exc:
+        raise click.BadParameter(f"{value}: {exc.strerror or exc}") from exc
     return value
 
 
@@ -42,15 +46,23 @@ def record(output: str, duration: float | None, orders: tuple[int, int], interva
            disabled: frozenset[str]) -> None:
     """Record failures, memory state, stalls and kernel reports into one file (root)."""
     from paftrace.report.recorder import record as run_record  # noqa: PLC0415 - bcc
+    from paftrace.tracer import EXIT_SIGNAL  # noqa: PLC0415
 
+    if os.geteuid() != 0:
+        raise click.ClickException("recording needs root (BPF, tracefs, /proc/pagetypeinfo): "
+                                   f"sudo paftrace record -o {output} ...")
     options = TraceOptions(order_min=orders[0], order_max=orders[1], pid=pid, comm=comm,
                            atomic_only=atomic_only, warn_only=warn_only, disabled=disabled)
     click.echo(f"paftrace: recording order {options.order_label} into {output}"
                + (f" for {duration:g} s" if duration else "; Ctrl-C to stop"), err=True)
     status, renderer = run_record(options, output, duration, interval)
     counts = ", ".join(f"{n} {kind}" for kind, n in renderer.counts.items())
-    click.echo(f"paftrace: wrote {output} ({counts}); next: paftrace report {output}",
-               err=True)
+    if status not in (0, EXIT_SIGNAL):  # the tracer said why; the file has the facts only
+        click.echo(f"paftrace: the recording failed; {output} holds the system facts and "
+                   "doctor's checks only", err=True)
+    else:
+        click.echo(f"paftrace: wrote {output} ({counts}); next: paftrace report {output}",
+                   err=True)
     sys.exit(status)
 
 
