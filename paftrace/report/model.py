@@ -15,7 +15,7 @@ from paftrace.aggregate import FailureAggregator
 from paftrace.records import Failure
 from paftrace.report.recorder import decode_kernel_reports
 from paftrace.report.recording import Recording
-from paftrace.report.verdict import judge
+from paftrace.report.verdict import judge, vm_settings
 
 TOP_SITES = 20
 MAX_BUCKETS = 1200         # failure histogram: at most this many bars per series
@@ -140,11 +140,13 @@ def _call_sites(failures: list[dict], t0: int, context: dict) -> list[dict]:
     return sites
 
 
-def _kernel_reports(rec: Recording, kernel: str | None, t0: int) -> tuple[list[dict], str]:
+def _kernel_reports(rec: Recording, kernel: str | None, t0: int, system: dict
+                    ) -> tuple[list[dict], str]:
     reports = rec.of_type("kernel_report")
     how = "decoded by the recorder"
     if not reports and rec.of_type("kmsg"):  # cut short before the end: decode here
-        reports = decode_kernel_reports(rec.of_type("kmsg"), kernel)
+        reports = decode_kernel_reports(rec.of_type("kmsg"), kernel,
+                                        vm_settings(system) if system else None)
         how = "decoded by the report (the recording ended before the recorder did it)"
     grouped: dict[tuple, dict] = {}
     for r in reports:
@@ -173,7 +175,7 @@ def build_model(rec: Recording) -> dict:
     context = {"kernel": kernel, "system": system, "samples": {
         s["ts_ns"]: s for s in rec.of_type("buddyinfo")}}
     sites = _call_sites(failures, t0, context)
-    reports, reports_how = _kernel_reports(rec, kernel, t0)
+    reports, reports_how = _kernel_reports(rec, kernel, t0, system)
     points = [[_seconds(f["ts_ns"], t0), f["order"], f["context"], f.get("softirq"),
                f.get("requester"), f["severity"], f.get("comm", "")] for f in failures]
     model = {

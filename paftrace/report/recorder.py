@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from paftrace import __version__
+from paftrace.explain.advice import VmSettings, read_vm_settings
 from paftrace.explain.analyze import explain_text
 from paftrace.kmsg import KmsgLine, KmsgReader
 from paftrace.options import TraceOptions
@@ -46,13 +47,17 @@ def doctor_record() -> dict:
             "checks": [vars(c) for c in checks]}
 
 
-def decode_kernel_reports(lines: list[dict], kernel: str | None = None) -> list[dict]:
+def decode_kernel_reports(lines: list[dict], kernel: str | None = None,
+                          vm: VmSettings | None = None) -> list[dict]:
     """`kmsg` records -> one `kernel_report` per page allocation failure report printed,
-    decoded by explain (ungrouped: each printed report is one incident on the timeline)."""
+    decoded by explain (ungrouped: each printed report is one incident on the timeline).
+    Every report in /dev/kmsg was printed by the recorded machine, so its advice uses that
+    machine's vm.* settings: `vm` (read live by the recorder, from the `system` record by
+    `report`)."""
     text = "\n".join(KmsgLine(r["seq"], r["ts_us"], r["level"], r.get("facility", 0),
                               r["text"]).dmesg() for r in lines)
     all_lines = text.splitlines()
-    found = explain_text(text, kernel=kernel, grouped=False)
+    found = explain_text(text, kernel=kernel, vm=vm, grouped=False)
     starts = [e.report.line - 1 for e in found] + [len(all_lines)]
     out = []
     for e, start, end in zip(found, starts, starts[1:]):
@@ -128,7 +133,7 @@ class RecordRenderer(JsonRenderer):
 
     def finish(self, summary: dict) -> None:
         self._read_kmsg()
-        for report in decode_kernel_reports(self.kmsg_lines):
+        for report in decode_kernel_reports(self.kmsg_lines, vm=read_vm_settings()):
             self._emit(report)
         super().finish(summary)
         self._emit({"type": "recording_end", "ts_ns": time.monotonic_ns(),

@@ -56,7 +56,8 @@ def _memory(failure: Failure, samples: dict[int, dict], page_kb: int
     return areas, zones
 
 
-def _vm_settings(system: dict) -> VmSettings:
+def vm_settings(system: dict) -> VmSettings:
+    """The recorded machine's vm.* and MemTotal, as explain's advice wants them."""
     sysctl = system.get("sysctl_vm") or {}
 
     def value(name: str) -> int | None:
@@ -87,7 +88,7 @@ def judge(failure: Failure, context: dict) -> dict:
     system = context.get("system") or {}
     page_kb = (system.get("page_size") or 4096) // 1024
     report = explain_report_of(failure, kernel, context.get("samples") or {}, page_kb)
-    result = assess(report, table, failure.context, _vm_settings(system))
+    result = assess(report, table, failure.context, vm_settings(system))
     return {"verdict": VERDICT[result.verdict],
             "reasons": [asdict(p) for p in result.reasons],
             "findings": [asdict(p) for p in result.findings],

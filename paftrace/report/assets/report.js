@@ -91,13 +91,14 @@
         layout[y2key] = { overlaying: y, side: "right", type: "log",
                           dtick: 1, tickformat: "~s", title: { text: "pages (log)" },
                           showgrid: false };
-        traces.push({ type: "scatter", mode: "lines", name: "N" + z.node + " " + z.zone +
-                      " blocks >= order " + z.order, x: xs(z.t), y: z.blocks_at_or_above,
-                      yaxis: y, line: { width: 2.5, color: "#1f77b4" }, fill: "tozeroy",
-                      fillcolor: "rgba(31,119,180,0.12)", showlegend: false });
-        traces.push({ type: "scatter", mode: "lines", name: "N" + z.node + " " + z.zone +
-                      " free pages", x: xs(z.t), y: z.free_pages, yaxis: y2,
-                      line: { width: 1.5, color: "#555" }, showlegend: false });
+        // One legend entry per kind of line (the first zone's), each row has them all.
+        traces.push({ type: "scatter", mode: "lines", name: "free blocks >= order " + z.order,
+                      x: xs(z.t), y: z.blocks_at_or_above, yaxis: y, legendgroup: "blocks",
+                      line: { width: 2.5, color: "#1f77b4" }, fill: "tozeroy",
+                      fillcolor: "rgba(31,119,180,0.12)", showlegend: i === 1 });
+        traces.push({ type: "scatter", mode: "lines", name: "free pages", x: xs(z.t),
+                      y: z.free_pages, yaxis: y2, legendgroup: "free",
+                      line: { width: 1.5, color: "#555" }, showlegend: i === 1 });
         ["min", "low", "high"].forEach(function (w) {
           if (z[w].some(function (v) { return v !== null; })) {
             traces.push({ type: "scatter", mode: "lines", name: w + " watermark",
