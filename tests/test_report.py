@@ -230,16 +230,29 @@ def test_one_hour_recording_reports_in_under_10_s_and_10_mb(tmp_path: Path) -> N
     assert data["failures"]["total"] == made["records"]["failure"]
 
 
-def test_cut_short_report_renders_in_headless_chromium(tmp_path: Path) -> None:
-    """The browser check without root: a cut-short copy of the real recording."""
-    data = RECORDING.read_bytes()
-    cut = tmp_path / "cut.paf"
-    cut.write_bytes(data[:int(len(data) * 0.8)])
+HOSTILE_COMM = "<a href='http://x/'>x</a><img src=x onerror=alert(1)>"
+
+
+def test_cut_short_report_with_hostile_names_renders_in_headless_chromium(
+        tmp_path: Path) -> None:
+    """The browser check without root: the real recording, cut before its end, with
+    task names that are markup; they must show as text and fetch nothing."""
+    records = read_recording(RECORDING).records
+    kept = [dict(r, comm=HOSTILE_COMM, blame=f"{HOSTILE_COMM}[{r['pid']}]")
+            if r["type"] == "failure" else r
+            for r in records[:int(len(records) * 0.8)]]
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text("".join(json.dumps(r) + "\n" for r in kept))
     assert report(str(cut), "-o", str(tmp_path / "cut.html")).returncode == 0
     page = open_page(tmp_path / "cut.html", "document.body.hasAttribute('data-plots-rendered')",
                      values={"rendered": "document.body.dataset.plotsRendered",
-                             "banner": "document.getElementById('cut-short').textContent"})
+                             "banner": "document.getElementById('cut-short').textContent",
+                             "labels": "[...document.querySelectorAll('#plot-sites .ytick')]"
+                                       ".map(e => e.textContent).join(' ')",
+                             "links": "document.querySelectorAll('a, img').length"})
     assert page.errors == []
-    assert set(page.values["rendered"].split()) >= {"plot-timeline", "plot-orders"}
+    assert set(page.values["rendered"].split()) == {"plot-timeline", "plot-orders",
+                                                    "plot-sites"}
     assert "cut short" in page.values["banner"]
+    assert "<a href='http://x/'>" in page.values["labels"] and page.values["links"] == 0
     assert {u.split(":", 1)[0] for u in page.requests} == {"file"}

@@ -186,7 +186,9 @@ def record(options: TraceOptions, path: str, duration: float | None, interval: f
     renderer = RecordRenderer(sink, options.order_min, kmsg, head)
     # A little under the tick interval, so every tick reads a fresh sample.
     memory = MemorySampler(interval=interval * 0.9, pagetypeinfo_period=PAGETYPEINFO_PERIOD_S)
-    status = run(options, mode="json", duration=duration, interval=interval,
-                 renderer=renderer, memory=memory)
-    renderer.close()
+    try:
+        status = run(options, mode="json", duration=duration, interval=interval,
+                     renderer=renderer, memory=memory)
+    finally:  # an unexpected error still leaves a complete gzip file (without an end)
+        renderer.close()
     return status, renderer

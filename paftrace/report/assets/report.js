@@ -13,6 +13,12 @@
   var config = { displaylogo: false, responsive: true,
                  modeBarButtonsToRemove: ["sendDataToCloud", "select2d", "lasso2d"] };
 
+  /* Plotly reads a few tags (<b>, <br>, <a href>) in labels and hover text: recorded text
+     (task names, symbols) goes in as entities, so it is shown, never interpreted. */
+  function esc(text) {
+    return String(text === null || text === undefined ? "" : text)
+      .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
   function pad(n, w) { return String(n).padStart(w || 2, "0"); }
   /* x values: UTC wall-clock strings when the recording has a start time, else seconds. */
   var wall0 = meta.start_wall_ns === null || meta.start_wall_ns === undefined
@@ -124,7 +130,7 @@
                         x: kinds[k].map(function (p) { return x(p[0]); }),
                         y: kinds[k].map(function (p) { return p[1]; }), yaxis: y,
                         text: kinds[k].map(function (p) {
-                          return p[3] + " order " + p[4] + " " + (p[5] || ""); }),
+                          return esc(p[3] + " order " + p[4] + " " + (p[5] || "")); }),
                         marker: { color: COLORS[(n + 4) % COLORS.length], size: 7 } });
         });
         if (!data.stalls.points.length) {
@@ -134,7 +140,7 @@
                                     font: { color: "#666" } });
         }
       }
-      layout.annotations.push({ text: "<b>" + title.replace(/</g, "&lt;") + "</b>",
+      layout.annotations.push({ text: "<b>" + esc(title) + "</b>",
                                 xref: "paper", yref: "paper", x: 0, xanchor: "left",
                                 y: top, yanchor: "bottom", showarrow: false });
       top -= h + gap;
@@ -172,10 +178,11 @@
     var s = data.call_sites.slice(0, 10).reverse();
     return plot("plot-sites", [{
       type: "bar", orientation: "h", x: s.map(function (r) { return r.count; }),
-      y: s.map(function (r, i) { return "#" + (s.length - i) + " " + r.blame; }),
+      y: s.map(function (r, i) { return "#" + (s.length - i) + " " + esc(r.blame); }),
       marker: { color: s.map(function (r) {
         return r.judgement.verdict === "harmful" ? "#c62828" : "#2e7d32"; }) },
-      hovertext: s.map(function (r) { return "order " + r.order + " " + r.gfp_flags.join("|"); })
+      hovertext: s.map(function (r) {
+        return esc("order " + r.order + " " + r.gfp_flags.join("|")); })
     }], { height: 120 + 32 * Math.max(1, s.length), margin: { l: 380, r: 30, t: 20, b: 40 },
           yaxis: { automargin: true } });
   }
