@@ -94,7 +94,8 @@ def _orders(rec: Recording) -> list[dict]:
 
 
 def _rates(rec: Recording, t0: int) -> dict:
-    """Failures per second counted in the kernel (all orders), between `rates` records."""
+    """Failures per second counted in the kernel (all orders), between `rates` records,
+    each at the start of its interval (a step, like the histogram's buckets)."""
     rates = rec.of_type("rates")
     t, per_s = [], []
     for before, after in zip(rates, rates[1:]):
@@ -103,7 +104,7 @@ def _rates(rec: Recording, t0: int) -> dict:
             continue
         failed = sum(v[1] for v in after["orders"].values()) - sum(
             v[1] for v in before["orders"].values())
-        t.append(_seconds(after["ts_ns"], t0))
+        t.append(_seconds(before["ts_ns"], t0))
         per_s.append(round(failed / dt, 2))
     return {"t": t, "failures_per_s": per_s}
 

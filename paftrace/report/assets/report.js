@@ -81,11 +81,14 @@
                         legendgroup: "failures" });
         });
         if (data.rates.t.length) {
-          layout[y2key] = { overlaying: y, side: "right", rangemode: "tozero",
-                            title: { text: "failures/s (kernel)" }, showgrid: false };
-          traces.push({ type: "scatter", mode: "lines", name: "failures/s counted in the kernel",
-                        x: xs(data.rates.t), y: data.rates.failures_per_s, yaxis: y2,
-                        line: { color: "#555", width: 1, dash: "dot" } });
+          // Same axis and unit as the bars: the kernel's counters (all orders, before any
+          // filter) per bucket, so a gap between line and bars is failures not traced.
+          var bucket = data.failure_series.bucket_s;
+          traces.push({ type: "scatter", mode: "lines", x: xs(data.rates.t),
+                        name: "failures counted in the kernel (all orders, per " + bucket +
+                          " s)", y: data.rates.failures_per_s.map(function (v) {
+                            return v * bucket; }), yaxis: y,
+                        line: { color: "#555", width: 1.2, dash: "dot", shape: "hv" } });
         }
         layout.barmode = "stack";
       } else if (row.kind === "zone") {
