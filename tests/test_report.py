@@ -124,6 +124,23 @@ def test_a_json_capture_is_accepted(tmp_path: Path) -> None:
     assert data["kernel_reports"] == [] and data["system"] == {}
 
 
+def test_a_json_capture_from_a_guest_kernel_with_a_stall() -> None:
+    """A real `paftrace --json` capture from the 6.1 QEMU guest of the kernel matrix:
+    provoked failures, and the direct compaction stall of the order-10 request."""
+    capture = DATA / "kernel_matrix" / "guest-6.1-live" / "trace.out"
+    rec = read_recording(capture)
+    model = build_model(rec)
+    stalls = rec.of_type("stall")
+    assert model["stalls"]["count"] == len(stalls) == 1
+    assert model["stalls"]["by_kind"] == {"direct_compaction": 1}
+    point = model["stalls"]["points"][0]
+    assert point[1:5] == [stalls[0]["duration_ms"], "direct_compaction", "insmod", 10]
+    assert model["meta"]["kernel"] == "6.1.0-56-amd64"
+    assert model["failures"]["total"] == 4 and model["meta"]["start_wall_ns"] is None
+    assert "## Direct reclaim / compaction stalls" in render_markdown(model)
+    assert "| direct_compaction | 1 | 7.589 |" in render_markdown(model)
+
+
 def test_what_is_not_a_recording_is_refused_clearly(tmp_path: Path) -> None:
     junk = tmp_path / "junk.paf"
     junk.write_bytes(gzip.compress(b"hello\nworld\n"))

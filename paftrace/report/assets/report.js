@@ -75,8 +75,10 @@
           " s, by order and context (traced)";
         layout[ykey].title = { text: "failures" };
         data.failure_series.series.forEach(function (s, k) {
+          // Each bar spans its bucket [t, t + bucket) (date axes measure widths in ms).
           traces.push({ type: "bar", name: "order " + s.order + " " + s.context,
-                        x: xs(data.failure_series.t), y: s.counts, yaxis: y,
+                        x: xs(data.failure_series.t), y: s.counts, yaxis: y, offset: 0,
+                        width: data.failure_series.bucket_s * (wall0 === null ? 1 : 1000),
                         marker: { color: COLORS[k % COLORS.length] },
                         legendgroup: "failures" });
         });
@@ -121,7 +123,11 @@
           traces.push({ type: "scatter", mode: "markers", name: "failure", x: fx,
                         y: fx.map(function () { return 0; }), yaxis: y, legendgroup: "fail",
                         showlegend: i === 1, marker: { symbol: "line-ns-open", size: 10,
-                        color: "#c62828" }, hoverinfo: "x+name" });
+                        color: "#c62828" }, hoverinfo: "x+text",
+                        text: data.failure_points.map(function (p) {
+                          return esc("order " + p[1] + " " + p[2] + (p[3] ? ":" + p[3] : "") +
+                                     " " + (p[4] || "?") + " (" + p[6] + ", " + p[5] + ")");
+                        }) });
         }
       } else {
         title = "Direct reclaim / compaction stalls (duration of each, ms)";
