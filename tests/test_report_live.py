@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from paftrace.render.contract import BY_NAME, check_record
 from paftrace.report.html import DATA_ID, PLOT_IDS
 from paftrace.report.recording import read_recording
 from tests.browser import open_page
@@ -136,6 +137,12 @@ def test_recording_holds_the_stream_samples_facts_and_kernel_report(recorded: di
     assert not rec.cut_short, rec.problems
     types = [r["type"] for r in rec.records]
     assert types[:4] == ["recording", "system", "doctor", "attached"]
+    # The tracer's records in it keep the --json contract, key for key; the recorder's
+    # samples add what the pagetypeinfo read says (as `paftrace buddyinfo --json` does).
+    pagetypeinfo_keys = ("pageblock_order", "pagetypeinfo_ts_ns")
+    assert [p for r in rec.records if r["type"] in BY_NAME for p in check_record(
+        {k: v for k, v in r.items() if r["type"] != "buddyinfo" or k not in pagetypeinfo_keys}
+    )] == []
     assert types[-2:] == ["summary", "recording_end"]
     ours = [f for f in rec.of_type("failure") if f["comm"] == recorded["comm"]]
     assert recorded["provoke"]["failures"] == PROVOKED == len(ours)
