@@ -295,11 +295,11 @@ def print_plan(options: TraceOptions) -> int:
 
 def run_trace(options: TraceOptions, mode: str, duration: float | None, interval: float,
               dry_run: bool = False, print_ebpf_source: bool = False,
-              renderer: Renderer | None = None, pagetypeinfo_period: float | None = 30.0
-              ) -> int:
-    """One run of the CLI: `renderer` defaults to the tracer's view for `mode` (the
-    `frag` command brings its own); the pageblock mix is read every
-    `pagetypeinfo_period` seconds (it takes every zone lock)."""
+              renderer: Renderer | None = None, memory: MemorySampler | None = None,
+              pagetypeinfo_period: float | None = 30.0) -> int:
+    """One run of the CLI. `renderer`/`memory`: a command's own (`paftrace record`,
+    `paftrace frag`), else the tracer's view for `mode` and a sampler that reads the
+    pageblock mix every `pagetypeinfo_period` seconds (it takes every zone lock)."""
     try:
         if print_ebpf_source:
             return print_ebpf(options)
@@ -313,9 +313,9 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
     session = None
     try:
         session = TraceSession(options)
-        memory = MemorySampler(interval=interval,
-                               pagetypeinfo_period=pagetypeinfo_period if os.geteuid() == 0
-                               else None)
+        memory = memory or MemorySampler(
+            interval=interval,
+            pagetypeinfo_period=pagetypeinfo_period if os.geteuid() == 0 else None)
         tracer = Tracer(session, options, renderer, memory)
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)

@@ -32,6 +32,11 @@ COMMANDS = (
                 "Free blocks per order and zone, watermarks and fragmentation, live."),
     CommandSpec("frag", "paftrace.commands.frag:frag",
                 "Attribute fragmentation to call sites and tasks, live."),
+    CommandSpec("record", "paftrace.commands.record:record",
+                "Record failures, memory state, stalls and kernel reports into one file "
+                "(root)."),
+    CommandSpec("report", "paftrace.commands.report:report",
+                "Build a report from a `paftrace record` file or a `--json` capture (no root)."),
 )
 DEFAULT_COMMAND = "trace"
 

@@ -23,6 +23,7 @@ from paftrace.render.plain import (
     summary_lines,
     wall_clock,
 )
+from paftrace.render.trends import Trends
 
 SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
 
@@ -128,6 +129,7 @@ class LiveRenderer:
         self.snapshot: Snapshot | None = None
         self.timeline: deque[tuple[int, Text, Text, Text]] = deque(maxlen=32)
         self._last_draw = 0.0
+        self.trends = Trends()
 
     def attached(self, info: dict) -> None:
         self.header = Text(
@@ -149,6 +151,7 @@ class LiveRenderer:
         ]
         if s.memory is not None:
             parts.append(memory_panel(s.memory, s.order_min))
+        parts.append(self.trends.render(s.order_min))
         if s.fragmentation is not None and s.fragmentation["fallbacks"]:
             parts.append(fragmenters_panel(s.fragmentation))
         if s.failures.total:
@@ -186,6 +189,7 @@ class LiveRenderer:
 
     def tick(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        self.trends.update(snapshot)
         self._draw()
 
     def finish(self, summary: dict) -> None:
