@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from paftrace.explain.advice import VmSettings, assess
-from paftrace.explain.parse import _frame
+from paftrace.explain.frames import tokens
 from paftrace.explain.report import Frame, FreeArea, Report, ZoneState
 from paftrace.gfp import parse_mask
 from paftrace.gfp_tables import newest_table, table_for_kernel
@@ -23,13 +23,9 @@ VERDICT = {"benign": "expected", "real": "harmful"}
 
 
 def _frames(stack: list[str]) -> list[Frame]:
-    out = []
-    for text in stack:
-        parsed = _frame(text)
-        if parsed is not None:
-            name, module, reliable, offset = parsed
-            out.append(Frame(name, module, reliable, section=None, offset=offset))
-    return out
+    """The tracer's frames ('name+0x1/0x2 [mod]') read by explain's own trace grammar."""
+    return [Frame(tok.name, tok.module, tok.reliable, section=None, offset=tok.offset)
+            for text in stack for tok in tokens(text) if tok.kind == "frame" and tok.name]
 
 
 def _memory(failure: Failure, samples: dict[int, dict], page_kb: int
