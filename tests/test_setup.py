@@ -10,6 +10,7 @@ The whole README path on fresh Debian roots is scripts/fresh-root (a scripts/tes
 
 from __future__ import annotations
 
+import gzip
 import os
 import platform
 import re
@@ -145,6 +146,15 @@ def stubs(tmp: Path, **scripts: str) -> Path:
     return bin_dir
 
 
+def unreachable_index_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """No pip configuration (this machine's adds local wheel directories), an index no one
+    serves: pip finds nothing anywhere else."""
+    env = {k: v for k, v in scratch_env(tmp).items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
+               PIP_RETRIES="0", PIP_TIMEOUT="2", **extra)
+    return env
+
+
 def copy_checkout(dest: Path) -> Path:
     """This working tree as it is (not only what is committed)."""
     shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(
@@ -274,10 +284,7 @@ def test_venv_not_creatable_is_one_line(tmp_path: Path) -> None:
 
 @needs_root
 def test_package_index_unreachable_is_one_line(tmp_path: Path) -> None:
-    # No pip configuration (this machine's adds local wheel directories), an index no one serves.
-    env = {k: v for k, v in scratch_env(tmp_path).items() if not k.startswith("PIP_")}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_INDEX_URL="http://127.0.0.1:9/simple",
-               PIP_RETRIES="0", PIP_TIMEOUT="2")
+    env = unreachable_index_env(tmp_path)
     line = failure_line(run_setup(env), "paftrace package",
                         f"{tmp_path}/venv/bin/python -m pip install -q "
                         f"--disable-pip-version-check {ROOT}",
@@ -445,3 +452,22 @@ def test_new_kernel_gets_its_headers_and_uninstall_removes_only_setups(installed
     assert not Path(env["PAFTRACE_STATE"]).exists()
     assert someone_elses.is_symlink() and (tmp_path / "completions" / "other-tool").exists()
     assert (src / f"linux-headers-6.1.0-28-{arch}" / "Makefile").exists()
+
+
+@needs_root
+def test_offline_installs_from_the_wheels_directory_only(tmp_path: Path) -> None:
+    offline = tmp_path / "offline"
+    (offline / "apt").mkdir(parents=True)
+    (offline / "apt" / "Packages.gz").write_bytes(gzip.compress(b""))  # nothing is missing here
+    wheels = subprocess.run(["/opt/paftrace/venv/bin/python", "-m", "pip", "wheel", "-q", "-w",
+                             str(offline / "wheels"), "click>=8.0", "rich>=12.0", "setuptools>=61",
+                             "wheel"], capture_output=True, text=True, timeout=600)
+    assert wheels.returncode == 0, wheels.stderr
+    env = unreachable_index_env(tmp_path, PAFTRACE_OFFLINE=str(offline))  # only DIR/wheels
+    proc = run_setup(env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"setup: offline: packages from {offline}/apt and {offline}/wheels only" in proc.stdout
+    assert not Path("/etc/apt/sources.list.d/paftrace-offline.list").exists()
+    version = subprocess.run([f"{tmp_path}/sbin/paftrace", "--version"], capture_output=True,
+                             text=True, timeout=60, cwd="/")
+    assert version.returncode == 0 and "paftrace, version" in version.stdout
