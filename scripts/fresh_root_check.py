@@ -6,8 +6,8 @@
 PROVOKE.json is the last line scripts/provoke printed (worker pid, failures produced). The
 chroot shares the host's pid namespace, so the worker's pid is the pid the tracer reports.
 Every provoked failure must be reported exactly once with order, gfp flags, context and
-stack of the pipe-ring method (paftrace/workloads/provoke.py); nothing may be lost. Prints one line per
-check; exits 1 when any fails. Runs on the host's /usr/bin/python3 (standard library only).
+stack of the pipe-ring method (paftrace/workloads/provoke.py); nothing may be lost. Prints
+one line per check; exits 1 when any fails. Runs on the host's /usr/bin/python3 (standard library only).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import re
 import sys
 from pathlib import Path
 
-REQUESTER = "pipe_resize_ring"  # the pipe ring's kcalloc (fs/pipe.c), see paftrace/workloads/provoke.py
+# The pipe ring's kcalloc (fs/pipe.c), see paftrace/workloads/provoke.py.
+REQUESTER = "pipe_resize_ring"
 GFP_ACCOUNTED = {"GFP_KERNEL_ACCOUNT", "__GFP_ACCOUNT"}
 
 
