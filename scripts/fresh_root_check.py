@@ -7,7 +7,8 @@ PROVOKE.json is the last line scripts/provoke printed (worker pid, failures prod
 chroot shares the host's pid namespace, so the worker's pid is the pid the tracer reports.
 Every provoked failure must be reported exactly once with order, gfp flags, context and
 stack of the pipe-ring method (paftrace/workloads/provoke.py); nothing may be lost. Prints
-one line per check; exits 1 when any fails. Runs on the host's /usr/bin/python3 (standard library only).
+one line per check; exits 1 when any fails. Runs on the host's /usr/bin/python3 (standard
+library only).
 """
 
 from __future__ import annotations
