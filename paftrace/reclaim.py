@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paftrace.planner import KernelInfo
+from paftrace.records import comm_raw_hex, decode_comm
 
 BPF_SOURCE = "reclaim.c"
 
@@ -112,6 +113,7 @@ class Stall:
     zones: int = 0
     nr_reclaimed: int = 0
     priority: str | None = None
+    comm_raw: str | None = None  # hex of the kernel's bytes when comm is not UTF-8
 
     @property
     def duration_ns(self) -> int:
@@ -119,12 +121,15 @@ class Stall:
 
     def to_record(self) -> dict:
         """One JSON Lines object for the failure timeline."""
-        return {"type": "stall", "kind": self.kind, "ts_ns": self.end_ns,
-                "start_ns": self.start_ns, "duration_ms": round(self.duration_ns / 1e6, 3),
-                "pid": self.pid, "tid": self.tid, "comm": self.comm, "order": self.order,
-                "gfp": hex(self.gfp), "outcome": self.outcome,
-                "compaction_status": self.compaction_status, "zones": self.zones,
-                "nr_reclaimed": self.nr_reclaimed, "priority": self.priority}
+        record = {"type": "stall", "kind": self.kind, "ts_ns": self.end_ns,
+                  "start_ns": self.start_ns, "duration_ms": round(self.duration_ns / 1e6, 3),
+                  "pid": self.pid, "tid": self.tid, "comm": self.comm, "order": self.order,
+                  "gfp": hex(self.gfp), "outcome": self.outcome,
+                  "compaction_status": self.compaction_status, "zones": self.zones,
+                  "nr_reclaimed": self.nr_reclaimed, "priority": self.priority}
+        if self.comm_raw is not None:
+            record["comm_raw"] = self.comm_raw
+        return record
 
 
 def decode_stall(raw: RawStall, statuses: dict[int, str]) -> Stall:
@@ -135,7 +140,8 @@ def decode_stall(raw: RawStall, statuses: dict[int, str]) -> Stall:
         outcome = ENDS[raw.end] if raw.end < len(ENDS) else f"end{raw.end}"
     return Stall(
         kind=kind, pid=raw.pid, tid=raw.tid,
-        comm=raw.comm.decode("utf-8", "replace"), start_ns=raw.start_ns, end_ns=raw.end_ns,
+        comm=decode_comm(raw.comm), comm_raw=comm_raw_hex(raw.comm),
+        start_ns=raw.start_ns, end_ns=raw.end_ns,
         order=raw.order, gfp=raw.gfp, outcome=outcome,
         compaction_status=(None if raw.last_status < 0 else
                            statuses.get(raw.last_status, str(raw.last_status))),
@@ -269,7 +275,7 @@ class ReclaimTracker:
                 for scope, base in (("background", 0), ("direct", STATUS_SLOTS))}
         procs = []
         for key, v in self.bpf["per_process"].items():
-            procs.append({"pid": key.value, "comm": v.comm.decode("utf-8", "replace"),
+            procs.append({"pid": key.value, "comm": decode_comm(v.comm),
                           "reclaim_ms": round(v.reclaim_ns / 1e6, 3), "reclaim_n": v.reclaim_n,
                           "compact_ms": round(v.compact_ns / 1e6, 3),
                           "compact_n": v.compact_n, "max_ms": round(v.max_ns / 1e6, 3)})

@@ -151,7 +151,7 @@ def _render(checks: list[Check]) -> None:
         for c in checks:
             mark = Text("ok", "green") if c.ok else Text("MISSING" if c.required else "no",
                                                          "bold red" if c.required else "yellow")
-            table.add_row(c.name, mark, Text(c.detail), Text("" if c.ok else c.fix))
+            table.add_row(Text(c.name), mark, Text(c.detail), Text("" if c.ok else c.fix))
         Console().print(table)
         return
     for c in checks:
