@@ -102,8 +102,8 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--dry-run", is_flag=True, help="Print the probe plan and exit.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the BPF C and cflags, exit.")
 def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pid: bool,
-          comm: str | None, atomic_only: bool, warn_only: bool, duration: float | None, interval: float,
-          as_json: bool, plain: bool, stack_sample: int, stack_storage_size: int,
+          comm: str | None, atomic_only: bool, warn_only: bool, duration: float | None,
+          interval: float, as_json: bool, plain: bool, stack_sample: int, stack_storage_size: int,
           disabled: frozenset[str], dry_run: bool, ebpf: bool) -> None:
     """Trace failing page allocations live (the default command)."""
     from paftrace.tracer import run_trace  # noqa: PLC0415 - keeps `--help` fast
