@@ -23,8 +23,9 @@ from paftrace.planner import (
     first_present,
     headers_dir,
 )
-from paftrace.tracefs import TraceFs, TraceFsError
+from paftrace.tracefs import TRACEFS_CANDIDATES, TraceFs, TraceFsError
 
+KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"  # perf kprobe PMU, Linux 4.17+
 # Tracepoints paftrace uses, whether it cannot run without them, and why it wants them.
 TRACEPOINTS = [
     ("kmem", "mm_page_alloc", True, "every allocation and its failure"),
@@ -44,6 +45,9 @@ TRACEPOINTS = [
 TRACEPOINT_FIX = "the kernel lacks this event (CONFIG_TRACEPOINTS / the subsystem's events)"
 
 
+ROOT_ONLY = "not checked: needs root"
+
+
 @dataclass
 class Check:
     name: str
@@ -51,6 +55,24 @@ class Check:
     detail: str
     fix: str = ""
     required: bool = False
+    checked: bool = True  # False: only root can tell (tracefs is 0700, bpf() needs root)
+
+
+def unchecked(name: str, why: str, required: bool = False) -> Check:
+    """A check an ordinary user cannot make: say so instead of guessing."""
+    return Check(name, False, f"{ROOT_ONLY} ({why})", "sudo paftrace doctor",
+                 required=required, checked=False)
+
+
+def tracefs_mount_points(mounts: str | None = None) -> list[str]:
+    """Where tracefs is mounted, from the mount table (readable by every user)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return []
+    return [fields[1] for fields in (line.split() for line in mounts.splitlines())
+            if len(fields) > 2 and fields[2] == "tracefs"]
 
 
 def _memcg_available() -> bool:
@@ -61,6 +83,51 @@ def _memcg_available() -> bool:
                if (p / "cgroup.subtree_control").exists())
 
 
+def kernel_checks(kernel: LiveKernel) -> list[Check]:
+    """Tracepoints, probe points and BPF features: tracefs and bpf() answer only root."""
+    checks: list[Check] = []
+    add = checks.append
+    for cat, event, required, why in TRACEPOINTS:
+        present = kernel.has_event(cat, event)
+        add(Check(f"{cat}:{event}", present, why if present else f"missing: {why} unavailable",
+                  TRACEPOINT_FIX, required=required))
+    fmt = kernel.read_format("kmem", "mm_page_alloc")
+    if fmt:
+        field = "pfn" if fmt.get("pfn") else "page" if fmt.get("page") else None
+        add(Check("failure-field", field is not None,
+                  f"failed allocations show {field} == {'-1' if field == 'pfn' else 'NULL'}"
+                  if field else "neither pfn nor page field", required=True))
+    ring = kernel.ringbuf_supported()
+    add(Check("ringbuf", ring, "BPF ring buffer" if ring else "no BPF ring buffer: the perf "
+              "buffer is used (works, one buffer per CPU)", "Linux 5.8+ for the ring buffer"))
+    kprobes = kernel.kprobes_available()
+    add(Check("kprobes", kprobes, "available" if kprobes else
+              "not available (CONFIG_KPROBES / CONFIG_KPROBE_EVENTS off): no warn_alloc marking, "
+              "no time-in-allocator; everything else works",
+              "a kernel built with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y"))
+    if kprobes:
+        warn = first_present(kernel, WARN_NAMES)
+        add(Check("kprobe:warn_alloc", warn is not None, warn or "no warn_alloc in kallsyms",
+                  "warn_alloc may be inlined in this build"))
+        entry = first_present(kernel, ALLOC_ENTRY_NAMES)
+        add(Check("kprobe:allocator", entry is not None, entry or "no allocator entry symbol",
+                  f"expected one of {', '.join(ALLOC_ENTRY_NAMES)}"))
+    return checks
+
+
+def unprivileged_kernel_checks() -> list[Check]:
+    """What a user can say about the same things: only that root must look."""
+    checks = [unchecked("tracepoints", f"{len(TRACEPOINTS)} tracepoints, kmem:mm_page_alloc "
+                        "first; tracefs is readable by root only", required=True)]
+    checks.append(unchecked("ringbuf", "creating a BPF ring buffer map"))
+    if Path(KPROBE_PMU).exists():  # world-readable sysfs: a true answer either way
+        checks.append(Check("kprobes", True, "available (perf kprobe PMU)"))
+    else:
+        checks.append(unchecked("kprobes", "no perf kprobe PMU; tracefs kprobe_events is "
+                                "root's to look at"))
+    return checks
+
+
 def run_checks(load_test: bool = True) -> list[Check]:
     checks: list[Check] = []
     add = checks.append
@@ -69,18 +136,24 @@ def run_checks(load_test: bool = True) -> list[Check]:
     add(Check("root", root, "running as root" if root else f"running as uid {os.geteuid()}",
               "run paftrace with sudo", required=True))
     add(Check("kernel", True, f"{release} ({platform.machine()})"))
-    bpf = can_create_map(BPF_MAP_TYPE_ARRAY, 1, 4, 4) if root else False
-    add(Check("bpf", bpf, "bpf() syscall creates maps" if bpf else
-              "cannot create a BPF map" + ("" if root else " (not root)"),
-              "needs root and a kernel with CONFIG_BPF_SYSCALL=y", required=True))
+    if root:
+        bpf = can_create_map(BPF_MAP_TYPE_ARRAY, 1, 4, 4)
+        add(Check("bpf", bpf, "bpf() syscall creates maps" if bpf else "cannot create a BPF map",
+                  "needs a kernel with CONFIG_BPF_SYSCALL=y", required=True))
+    else:
+        add(unchecked("bpf", "creating a BPF map", required=True))
     tracefs = TraceFs()
-    try:
-        where = tracefs.ensure_mounted() if root else tracefs.locate()
-        add(Check("tracefs", where is not None, f"at {where}" if where else "not mounted",
-                  "mount -t tracefs nodev /sys/kernel/tracing (paftrace does it as root)",
-                  required=True))
-    except TraceFsError as exc:
-        add(Check("tracefs", False, str(exc), "mount -t tracefs nodev /sys/kernel/tracing",
+    if root:
+        try:
+            where = tracefs.ensure_mounted()
+            add(Check("tracefs", True, f"at {where}", required=True))
+        except TraceFsError as exc:
+            add(Check("tracefs", False, str(exc), "mount -t tracefs nodev /sys/kernel/tracing",
+                      required=True))
+    else:
+        mounted = [m for m in TRACEFS_CANDIDATES if m in tracefs_mount_points()]
+        add(Check("tracefs", True, f"mounted at {mounted[0]} (its files are root's)"
+                  if mounted else "not mounted yet: paftrace mounts it when run as root",
                   required=True))
     try:
         bcc = import_bcc()
@@ -94,39 +167,17 @@ def run_checks(load_test: bool = True) -> list[Check]:
               hdr.is_symlink() else "") if hdr else "none found",
               headers_hint(release), required=True))
 
-    kernel = LiveKernel(tracefs)
-    for cat, event, required, why in TRACEPOINTS:
-        present = kernel.has_event(cat, event)
-        add(Check(f"{cat}:{event}", present, why if present else f"missing: {why} unavailable",
-                  TRACEPOINT_FIX, required=required))
-    fmt = kernel.read_format("kmem", "mm_page_alloc")
-    if fmt:
-        field = "pfn" if fmt.get("pfn") else "page" if fmt.get("page") else None
-        add(Check("failure-field", field is not None,
-                  f"failed allocations show {field} == {'-1' if field == 'pfn' else 'NULL'}"
-                  if field else "neither pfn nor page field", required=True))
-    ring = kernel.ringbuf_supported() if root else False
-    add(Check("ringbuf", ring, "BPF ring buffer" if ring else "no BPF ring buffer: the perf "
-              "buffer is used (works, one buffer per CPU)", "Linux 5.8+ for the ring buffer"))
-    kprobes = kernel.kprobes_available()
-    add(Check("kprobes", kprobes, "available" if kprobes else
-              "not available (CONFIG_KPROBES / CONFIG_KPROBE_EVENTS off): no warn_alloc marking, "
-              "no time-in-allocator; everything else works",
-              "a kernel built with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y"))
-    if kprobes and root:
-        warn = first_present(kernel, WARN_NAMES)
-        add(Check("kprobe:warn_alloc", warn is not None, warn or "no warn_alloc in kallsyms",
-                  "warn_alloc may be inlined in this build"))
-        entry = first_present(kernel, ALLOC_ENTRY_NAMES)
-        add(Check("kprobe:allocator", entry is not None, entry or "no allocator entry symbol",
-                  f"expected one of {', '.join(ALLOC_ENTRY_NAMES)}"))
+    if root:
+        checks += kernel_checks(LiveKernel(tracefs))
+    else:
+        checks += unprivileged_kernel_checks()
     btf = Path("/sys/kernel/btf/vmlinux").exists()
     add(Check("btf", btf, "present (not needed by paftrace)" if btf else
               "absent (not needed: paftrace reads only tracepoint arguments)"))
     memcg = _memcg_available()
     add(Check("memory-cgroup", memcg, "memory controller available (selftest, scripts/provoke)"
               if memcg else "no memory cgroup controller", "needed only by selftest/provoke"))
-    if load_test and all(c.ok for c in checks if c.required):
+    if load_test and root and all(c.ok for c in checks if c.required):
         t0 = time.monotonic()
         try:
             session = TraceSession(TraceOptions(order_min=4, order_max=4), lambda raw: None)
@@ -139,6 +190,22 @@ def run_checks(load_test: bool = True) -> list[Check]:
     return checks
 
 
+def _mark(c: Check) -> str:
+    if not c.checked:
+        return "unknown"
+    return "ok" if c.ok else "MISSING" if c.required else "no"
+
+
+def verdict(checks: list[Check]) -> str:
+    if all(c.ok for c in checks if c.required):
+        return "paftrace can trace on this machine."
+    unknown = sum(not c.checked for c in checks)
+    if unknown:
+        return (f"paftrace needs root to trace. As uid {os.geteuid()} doctor checked what a "
+                f"user can; {unknown} checks need root: run sudo paftrace doctor for them.")
+    return "paftrace cannot trace here yet: fix the MISSING items above."
+
+
 def _render(checks: list[Check]) -> None:
     if sys.stdout.isatty():
         from rich.console import Console  # noqa: PLC0415
@@ -149,15 +216,15 @@ def _render(checks: list[Check]) -> None:
         for col in ("check", "", "detail", "how to get it"):
             table.add_column(col, overflow="fold")
         for c in checks:
-            mark = Text("ok", "green") if c.ok else Text("MISSING" if c.required else "no",
-                                                         "bold red" if c.required else "yellow")
+            styles = {"ok": "green", "MISSING": "bold red", "no": "yellow", "unknown": "dim"}
+            mark = Text(_mark(c), styles[_mark(c)])
             table.add_row(Text(c.name), mark, Text(c.detail), Text("" if c.ok else c.fix))
         Console().print(table)
         return
     for c in checks:
-        mark = "ok" if c.ok else "MISSING" if c.required else "no"
+        mark = _mark(c)
         print(f"{mark:8} {c.name:40} {c.detail}" + (f"\n{'':8} fix: {c.fix}" if not c.ok and
-                                                      c.fix else ""))
+                                                      c.checked and c.fix else ""))
 
 
 @click.command()
@@ -172,6 +239,5 @@ def doctor(as_json: bool, no_load: bool) -> None:
                           "checks": [asdict(c) for c in checks]}))
     else:
         _render(checks)
-        print("paftrace can trace on this machine." if ok else
-              "paftrace cannot trace here yet: fix the MISSING items above.")
+        print(verdict(checks))
     sys.exit(0 if ok else 1)
