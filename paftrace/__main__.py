@@ -1,3 +1,3 @@
-from paftrace.cli import main
+from paftrace.cli import run
 
-main()
+run()

@@ -34,6 +34,7 @@ from paftrace.reclaim import (
     statuses_for,
 )
 from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey, RawFailure
+from paftrace.release import release
 from paftrace.tracefs import TraceFs, TraceFsError
 
 BPF_SOURCE = "pagealloc.c"
@@ -347,7 +348,8 @@ class TraceSession:
         return counts, stacks
 
     def close(self) -> None:
-        self.bpf.cleanup()
+        # Not bpf.cleanup() alone: it waits a grace period per tracepoint (see release.py).
+        self.release_helper = release(self.bpf, self._bcc)
 
 
 def _offset(symbol: str) -> int:
