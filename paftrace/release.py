@@ -16,6 +16,7 @@ helper cannot start, the fds are closed here, concurrently, as a fallback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -43,10 +44,8 @@ def close_concurrently(fds: list[int]) -> None:
 
 
 def _close_quietly(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: the probe is gone either way
         os.close(fd)
-    except OSError:
-        pass  # already closed: the probe is gone either way
 
 
 def hand_over(fds: list[int]) -> subprocess.Popen[bytes] | None:
