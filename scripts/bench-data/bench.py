@@ -37,8 +37,9 @@ def log(text: str) -> None:
 
 
 def paftrace_command() -> list[str]:
-    found = shutil.which("paftrace")
-    return [found] if found else [sys.executable, "-m", "paftrace"]
+    # This checkout's paftrace (scripts/bench puts it first on PYTHONPATH), not
+    # whichever `paftrace` is on PATH.
+    return [sys.executable, "-m", "paftrace"]
 
 
 def summary_of(run: Running) -> dict:
@@ -103,6 +104,7 @@ class Bench:
         self.unavailable: dict[str, str] = {}
         self.rates: dict[str, dict[str, list[float]]] = {}
         self.startup: dict[str, list[float]] = {}
+        self.stop_s: dict[str, list[float]] = {}
         self.rss_kib: dict[str, list[int]] = {}
         self.failure_runs: dict[str, list[dict]] = {}
 
@@ -124,6 +126,25 @@ class Bench:
         self.startup.setdefault(tracer.name, []).append(seconds)
         return run
 
+    def stop(self, run: Running) -> None:
+        run.stop()
+        if run.stop_s is not None:
+            self.stop_s.setdefault(run.tracer.name, []).append(run.stop_s)
+
+    def start_stop(self) -> None:
+        """Only start and stop each tracer, rounds times (rotated): no workload."""
+        names = [t.name for t in self.tracers if t.name != "baseline"]
+        by_name = {t.name: t for t in self.tracers}
+        for r in range(self.args.rounds):
+            for name in st.rotation(names, r):
+                if name in self.unavailable:
+                    continue
+                run = self.start(by_name[name])
+                if run is not None:
+                    self.stop(run)
+                    log(f"round {r + 1}/{self.args.rounds} {name:24} start "
+                        f"{self.startup[name][-1]:.2f} s, stop {run.stop_s or 0:.2f} s")
+
     def one_pass(self, tracer: Tracer) -> None:
         run = None if tracer.name == "baseline" else self.start(tracer)
         if tracer.name != "baseline" and run is None:
@@ -139,7 +160,7 @@ class Bench:
                 self.rss_kib.setdefault(tracer.name, []).append(run.rss_kib())
         finally:
             if run:
-                run.stop()
+                self.stop(run)
                 for leftover in self.scratch.iterdir():
                     leftover.unlink()
         if run and tracer.paftrace and "fail" in self.args.workloads:
@@ -223,6 +244,8 @@ class Bench:
                     if w in base else None}
         return {"cells": cells, "targets": self.targets(cells),
                 "startup_s": {n: round(st.spread(v).median, 3) for n, v in self.startup.items()},
+                "stop_to_exit_s": {n: round(st.spread(v).median, 3)
+                                   for n, v in self.stop_s.items()},
                 "rss_kib": {n: max(v) for n, v in self.rss_kib.items()},
                 "failure_storm": self.failure_runs, "unavailable": self.unavailable}
 
@@ -249,6 +272,25 @@ class Bench:
         return out
 
 
+def stop_line(stops: dict[str, float]) -> str:
+    """Ctrl-C to exit, side by side; paftrace's against its target."""
+    return "Ctrl-C to exit (median s): " + ", ".join(
+        f"{n} {v}" + ("" if not n.startswith("paftrace") else
+                      f" ({'MET' if v <= st.TARGET_STOP_S else 'MISSED'} <= "
+                      f"{st.TARGET_STOP_S} s)")
+        for n, v in stops.items())
+
+
+def start_stop_report(bench: Bench) -> str:
+    lines = [f"start and stop only, median of {bench.args.rounds} rotated rounds"]
+    lines.append("start to attached (median s): " + ", ".join(
+        f"{n} {round(st.spread(v).median, 3)}" for n, v in bench.startup.items()))
+    lines.append(stop_line({n: round(st.spread(v).median, 3)
+                            for n, v in bench.stop_s.items()}))
+    lines += [f"unavailable: {n}: {why}" for n, why in bench.unavailable.items()]
+    return "\n".join(lines)
+
+
 def report(res: dict, args: argparse.Namespace, tracer_names: list[str]) -> str:
     lines = [f"throughput / baseline, median of {args.rounds} interleaved rounds of "
              f"{args.seconds:g} s (spread = (max-min)/median)"]
@@ -268,6 +310,7 @@ def report(res: dict, args: argparse.Namespace, tracer_names: list[str]) -> str:
                       f" ({'MET' if v < st.TARGET_STARTUP_S else 'MISSED'} < "
                       f"{st.TARGET_STARTUP_S} s)")
         for n, v in res["startup_s"].items()))
+    lines.append(stop_line(res["stop_to_exit_s"]))
     for name, runs in res["failure_storm"].items():
         ok = [r["failures_per_s"] for r in runs if r["exact"]]
         lines.append(f"failure storm, {name}: {len(ok)}/{len(runs)} runs exact with 0 lost; "
@@ -295,6 +338,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workloads", default="fault,pipe,fail", help="subset of fault,pipe,fail")
     p.add_argument("--tracers", help="comma-separated subset of tracer names")
     p.add_argument("--no-profile", action="store_true", help="skip the bpf_stats pass")
+    p.add_argument("--start-stop", action="store_true",
+                   help="only start and stop each tracer (--rounds times): start-up and "
+                        "Ctrl-C-to-exit times side by side, no workload")
     p.add_argument("--soak", nargs="?", type=float, const=600.0, metavar="SECONDS",
                    help="also: RSS of paftrace --all after SECONDS (600) of the order-0 storm")
     p.add_argument("--markdown", action="store_true",
@@ -328,6 +374,10 @@ def main(argv: list[str]) -> int:
             with wl.PipeMaxSize(max(wl.PIPE_STORM_BYTES,
                                     wl.pipe_size_for_order(wl.FAIL_ORDER))), FtraceState():
                 bench = Bench(args, exe, scratch)
+                if args.start_stop:
+                    bench.start_stop()
+                    print(start_stop_report(bench))
+                    return 0
                 disturbed = preflight()
                 for line in disturbed:
                     log(f"bench: WARNING: {line}: the baseline would pay for it")
