@@ -1,3 +1,3 @@
-from paftrace.cli import run
+from paftrace.entry import run
 
 run()

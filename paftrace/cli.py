@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import os
-import sys
-
 import click
 
 from paftrace import __version__
@@ -34,35 +30,3 @@ def main() -> None:
 
 
 register_all(main)
-
-
-def exit_status(exc: SystemExit) -> int:
-    """The status sys.exit(code) would give the shell (a message means 1)."""
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def run() -> None:
-    """The `paftrace` program: `main`, then out without the interpreter's teardown.
-
-    After a trace, tearing the interpreter down (module by module, then libbcc's and
-    LLVM's static destructors) took 0.2-0.3 s more (0.04 s with os._exit, measured on
-    6.18): the shell prompt came back that much later. The exit handlers still run
-    (bcc's cleanup among them) and the output is flushed; only the teardown is skipped.
-    """
-    try:
-        main()
-        status = 0
-    except SystemExit as exc:
-        status = exit_status(exc)
-    atexit._run_exitfuncs()  # noqa: SLF001 - what interpreter exit would run first
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BrokenPipeError:  # the reader is gone: the status `yes | head -1` gives
-        status = status or 141
-    os._exit(status)

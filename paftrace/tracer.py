@@ -31,6 +31,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.closing = False  # releasing the probes (fast): a second signal must wait
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -43,6 +44,8 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
+            if self.closing:  # exiting anyway; interrupting bcc would leave it half done
+                return
             raise SystemExit(EXIT_SIGNAL)
         self.signum = signum
 
@@ -269,6 +272,7 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
         renderer.close()
         raise
     finally:
+        stop.closing = True
         if tracer is not None:
             tracer.close()
         stop.restore()
