@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 import time
 
 from paftrace.workloads.scenarios.common import (
+    PCP_FRACTION,
     ScenarioError,
     bounded_mib,
     emit,
@@ -58,6 +60,9 @@ def state(phase: str, order: int, **extra: object) -> dict:
 
 
 def run(mib: int, hold: float, order: int, small_pcp: bool) -> None:
+    if os.geteuid() == 0:  # what a killed --small-pcp run left (no-op if nothing)
+        for line in PCP_FRACTION.recover():
+            print(f"fragment: {line}", file=sys.stderr, flush=True)
     with small_pcp_lists() if small_pcp else contextlib.nullcontext():
         fragment(mib, hold, order)
 
@@ -83,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds to keep memory fragmented (default 30, max {MAX_HOLD:.0f})")
     parser.add_argument("-o", "--order", type=int, default=4,
                         help="report free blocks of this order and above (default 4)")
+    parser.add_argument("--cleanup", action="store_true",
+                        help="only restore vm.percpu_pagelist_high_fraction after a run that "
+                             "was killed (a normal run does it too, when it starts)")
     parser.add_argument("--small-pcp", action="store_true",
                         help="shrink the per-CPU page lists meanwhile (root), so that freed "
                              "pages show in buddyinfo at once; restored at the end")
@@ -90,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.hold <= MAX_HOLD or not 0 < args.share <= 95 or not 0 <= args.order <= 10:
         parser.error(f"--hold must be in (0, {MAX_HOLD:.0f}], --share in (0, 95], "
                      "--order in 0..10")
+    if args.cleanup:
+        return run_scenario("fragment", lambda: emit({"cleaned": PCP_FRACTION.recover()}), "")
     return run_scenario("fragment", lambda: run(plan_mib(args.mib, args.share), args.hold,
                                                 args.order, args.small_pcp),
                         "memory released")
