@@ -281,6 +281,28 @@ def stop_line(stops: dict[str, float]) -> str:
         for n, v in stops.items())
 
 
+def release_side_by_side(rounds: int) -> dict[str, list[float]]:
+    """Seconds to let go of paftrace's probes, bcc's cleanup (one tracepoint after the
+    other, each waiting a grace period) against paftrace.release, alternated in this
+    process. Tracepoints another tracer holds too are released without the wait, so
+    other tracers running on the machine make bcc's numbers smaller."""
+    from paftrace.loader import TraceSession  # noqa: PLC0415 - root and bcc only here
+    from paftrace.options import TraceOptions  # noqa: PLC0415
+    from paftrace.release import release  # noqa: PLC0415
+
+    times: dict[str, list[float]] = {"bcc cleanup": [], "paftrace release": []}
+    for _ in range(rounds):
+        for way in times:
+            session = TraceSession(TraceOptions(order_min=4, order_max=4), lambda raw: None)
+            t0 = time.monotonic()
+            if way == "bcc cleanup":
+                session.bpf.cleanup()
+            else:
+                release(session.bpf, session._bcc)  # noqa: SLF001
+            times[way].append(time.monotonic() - t0)
+    return times
+
+
 def start_stop_report(bench: Bench) -> str:
     lines = [f"start and stop only, median of {bench.args.rounds} rotated rounds"]
     lines.append("start to attached (median s): " + ", ".join(
@@ -288,6 +310,14 @@ def start_stop_report(bench: Bench) -> str:
     lines.append(stop_line({n: round(st.spread(v).median, 3)
                             for n, v in bench.stop_s.items()}))
     lines += [f"unavailable: {n}: {why}" for n, why in bench.unavailable.items()]
+    try:
+        released = release_side_by_side(bench.args.rounds)
+    except RuntimeError as exc:  # LoaderError: the tracers above said why already
+        return "\n".join([*lines, f"releasing the probes: not measured ({exc})"])
+    medians = {way: st.spread(v).median for way, v in released.items()}
+    lines.append("releasing the probes (median s, alternated): " + ", ".join(
+        f"{way} {m:.3f}" for way, m in medians.items()) +
+        f" ({medians['bcc cleanup'] / max(medians['paftrace release'], 1e-6):.0f}x)")
     return "\n".join(lines)
 
 
