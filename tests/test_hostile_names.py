@@ -103,7 +103,7 @@ def live_segments(failure: Failure) -> tuple[str, list[Segment], str]:
 
 def live_view(live: LiveRenderer, snapshot: Snapshot):  # noqa: ANN201 - a rich renderable
     live.snapshot = snapshot
-    return live._view()  # noqa: SLF001 - the very renderable the Live display draws
+    return live.view()  # the very renderable the Live display draws
 
 
 BENIGN_STYLES: set = set()

@@ -85,15 +85,15 @@ def prog_exists(prog_id: int) -> bool:
 
 @needs_root
 def test_session_close_hands_the_probes_to_a_helper_that_frees_them() -> None:
-    from paftrace.loader import TraceSession  # noqa: PLC0415
     from paftrace.options import TraceOptions  # noqa: PLC0415
+    from paftrace.session import TraceSession  # noqa: PLC0415
 
-    session = TraceSession(TraceOptions(order_min=4, order_max=4), lambda raw: None)
+    session = TraceSession(TraceOptions(order_min=4, order_max=4))
     attached = len(perf_event_fds())
     programs = prog_ids()
     assert attached >= 2 and programs
     session.close()
-    helper = session.release_helper
+    helper = session.program.release_helper
     assert helper is not None
     assert perf_event_fds() == []  # the tracer itself holds nothing more
     assert helper.wait(timeout=60) == 0  # the helper frees them and ends by itself
