@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from paftrace.workloads.childproc import python_env
-from paftrace.workloads.leftovers import SharedSysctl, start_time
+from paftrace.workloads.leftovers import STATE_DIR, SharedSysctl, start_time
 from paftrace.workloads.provoke import PIPE_MAX_SIZE, cgroup_roots
 from paftrace.workloads.scenarios.common import PCP_HIGH_FRACTION
 from tests.helpers import IS_ROOT, needs_root
@@ -145,18 +145,32 @@ def test_provoke_signal_cleans_up(sig: int) -> None:
 
 @needs_root
 def test_fragment_small_pcp_killed_is_undone_by_cleanup() -> None:
-    original = PCP_HIGH_FRACTION.read_text()
+    state = STATE_DIR / "percpu_pagelist_high_fraction.json"
     proc = subprocess.Popen([str(SCRIPTS / "fragment"), "--mib", "64", "--hold", "30",
                              "--small-pcp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    wait_for(lambda: PCP_HIGH_FRACTION.read_text() != original or proc.poll() is not None)
+
+    def holds() -> dict | None:
+        try:
+            record = json.loads(state.read_text())
+        except (OSError, ValueError):
+            return None
+        return record if any(h.startswith(f"{proc.pid}:") for h in record["holders"]) else None
+
+    wait_for(lambda: holds() or proc.poll() is not None)
+    record = holds()
+    assert record, proc.communicate()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    assert PCP_HIGH_FRACTION.read_text() != original  # leaked
+    assert PCP_HIGH_FRACTION.read_text().strip() == "100000"  # what the killed run set
     done = subprocess.run([str(SCRIPTS / "fragment"), "--cleanup"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert PCP_HIGH_FRACTION.read_text() == original
+    if not state.exists():  # nobody else holds it: the original is back
+        assert PCP_HIGH_FRACTION.read_text().strip() == record["original"]
+    else:  # another run holds it now; our dead run is no longer a holder
+        assert not any(h.startswith(f"{proc.pid}:") for h in
+                       json.loads(state.read_text())["holders"])
 
 
 @needs_root
