@@ -1,3 +1,3 @@
-from paftrace.cli import main
+from paftrace.entry import run
 
-main()
+run()

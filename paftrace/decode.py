@@ -17,6 +17,7 @@ from paftrace.records import (
     Failure,
     RawFailure,
     blame_for,
+    comm_raw_hex,
     context_name,
     decode_comm,
     migratetype_name,
@@ -56,6 +57,7 @@ class FailureDecoder:
         latency = (raw.ts_ns - raw.alloc_start_ns) / 1000 if raw.alloc_start_ns else None
         return Failure(
             ts_ns=raw.ts_ns, cpu=raw.cpu, pid=raw.pid, tid=raw.tid, comm=comm,
+            comm_raw=comm_raw_hex(raw.comm),
             order=raw.order, gfp=hex(raw.gfp), gfp_flags=self.table.decode(raw.gfp),
             migratetype=migratetype_name(raw.migratetype, self.old_migratetypes),
             context=context, softirq=softirq, stack=stack, irq=irq, context_source=source,

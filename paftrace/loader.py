@@ -21,6 +21,7 @@ from paftrace.options import TraceOptions, comm_words
 from paftrace.planner import LiveKernel, PlanError, ProbePlan, headers_dir, plan_probes
 from paftrace.reclaim import BPF_SOURCE as RECLAIM_SOURCE
 from paftrace.reclaim import pageblock_order
+from paftrace.release import release
 from paftrace.tracefs import TraceFs, TraceFsError
 
 BPF_SOURCE = "pagealloc.c"
@@ -208,7 +209,8 @@ class Program:
         return out + [f"kprobe:{k}" for k in self._kprobes]
 
     def close(self) -> None:
-        self.bpf.cleanup()
+        # Not bpf.cleanup() alone: it waits a grace period per tracepoint (see release.py).
+        self.release_helper = release(self.bpf, self.bcc)
 
 
 def load(options: TraceOptions) -> tuple[Prepared, Program, float]:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+# include/linux/sched.h: TASK_COMM_LEN is 16 bytes with the NUL; __set_task_comm
+# (fs/exec.c) copies with strscpy_pad, cutting at 15 bytes even inside a character.
+COMM_BYTES = 15
+# The live view redraws and rates are computed once per interval: below this it only
+# burns CPU (-i 0 spun at 99.7 %), above an hour it never refreshes.
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.1, 3600.0
 
 # Highest order any kernel accepts: MAX_PAGE_ORDER is 10 on x86 but up to 13+
 # with 64K pages / large NUMA configs; the BPF per-order array has 32 slots.
@@ -27,9 +36,51 @@ def parse_order_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+def finite_seconds(value: float, what: str) -> float:
+    """`value` unless it is nan or +-inf (click.FloatRange lets nan through)."""
+    if not math.isfinite(value):
+        raise OptionError(f"{what} must be a finite number of seconds, not {value}")
+    return value
+
+
+def kernel_comm(comm: str) -> tuple[bytes, str | None]:
+    """The bytes of `comm` the kernel compares (its first 15), and a warning when that
+    is not all of it."""
+    raw = comm.encode()
+    if not raw:
+        raise OptionError("the task name is empty")
+    if len(raw) <= COMM_BYTES:
+        return raw, None
+    kept = raw[:COMM_BYTES]
+    try:
+        shown = repr(kept.decode())
+        cut = ""
+    except UnicodeDecodeError:
+        shown = repr(kept.decode(errors="backslashreplace"))
+        cut = " (cut inside a character, as the kernel cuts it)"
+    return kept, (f"the kernel keeps 15 bytes of a task name: matching tasks named {shown}"
+                  f"{cut}, the first 15 bytes of {comm!r}")
+
+
+def pid_problem(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """Why `pid` cannot be traced as a process now, or None when it can."""
+    try:
+        status = (proc / str(pid) / "status").read_text()
+    except FileNotFoundError:
+        return f"no process {pid} (it may have exited)"
+    except OSError as exc:
+        return f"cannot read {proc / str(pid) / 'status'}: {exc.strerror}"
+    tgid = next((line.split()[1] for line in status.splitlines()
+                 if line.startswith("Tgid:")), str(pid))
+    if tgid != str(pid):
+        return (f"{pid} is a thread of process {tgid}: -p filters on the process id "
+                f"(tgid), use -p {tgid}")
+    return None
+
+
 def comm_words(comm: str) -> tuple[int, int]:
     """A task name as the two little-endian u64 words BPF compares against."""
-    raw = comm.encode()[:15].ljust(16, b"\0")
+    raw = comm.encode()[:COMM_BYTES].ljust(16, b"\0")
     return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from paftrace import contract
 from paftrace.delivery import GuardedHandler, Tap
 from paftrace.planner import KernelInfo, ReclaimPlan
+from paftrace.records import comm_raw_hex, decode_comm
 
 BPF_SOURCE = "reclaim.c"
 
@@ -59,6 +60,7 @@ class Stall:
     zones: int = 0
     nr_reclaimed: int = 0
     priority: str | None = None
+    comm_raw: str | None = None  # hex of the kernel's bytes when comm is not UTF-8
 
     @property
     def duration_ns(self) -> int:
@@ -66,12 +68,15 @@ class Stall:
 
     def to_record(self) -> dict:
         """One JSON Lines object for the failure timeline."""
-        return {"type": "stall", "kind": self.kind, "ts_ns": self.end_ns,
-                "start_ns": self.start_ns, "duration_ms": round(self.duration_ns / 1e6, 3),
-                "pid": self.pid, "tid": self.tid, "comm": self.comm, "order": self.order,
-                "gfp": hex(self.gfp), "outcome": self.outcome,
-                "compaction_status": self.compaction_status, "zones": self.zones,
-                "nr_reclaimed": self.nr_reclaimed, "priority": self.priority}
+        record = {"type": "stall", "kind": self.kind, "ts_ns": self.end_ns,
+                  "start_ns": self.start_ns, "duration_ms": round(self.duration_ns / 1e6, 3),
+                  "pid": self.pid, "tid": self.tid, "comm": self.comm, "order": self.order,
+                  "gfp": hex(self.gfp), "outcome": self.outcome,
+                  "compaction_status": self.compaction_status, "zones": self.zones,
+                  "nr_reclaimed": self.nr_reclaimed, "priority": self.priority}
+        if self.comm_raw is not None:
+            record["comm_raw"] = self.comm_raw
+        return record
 
 
 def decode_stall(raw: RawStall, statuses: dict[int, str]) -> Stall:
@@ -82,7 +87,8 @@ def decode_stall(raw: RawStall, statuses: dict[int, str]) -> Stall:
         outcome = ENDS[raw.end] if raw.end < len(ENDS) else f"end{raw.end}"
     return Stall(
         kind=kind, pid=raw.pid, tid=raw.tid,
-        comm=raw.comm.decode("utf-8", "replace"), start_ns=raw.start_ns, end_ns=raw.end_ns,
+        comm=decode_comm(raw.comm), comm_raw=comm_raw_hex(raw.comm),
+        start_ns=raw.start_ns, end_ns=raw.end_ns,
         order=raw.order, gfp=raw.gfp, outcome=outcome,
         compaction_status=(None if raw.last_status < 0 else
                            statuses.get(raw.last_status, str(raw.last_status))),
@@ -167,7 +173,7 @@ def process_stalls(pid: int, per_cpu: list[Any]) -> dict:
     """One process's stall time from its per-CPU `proc_stall` copies (paftrace.h)."""
     used = [v for v in per_cpu if v.reclaim_n or v.compact_n]
     comm = used[-1].comm if used else b""
-    return {"pid": pid, "comm": comm.decode("utf-8", "replace"),
+    return {"pid": pid, "comm": decode_comm(comm),
             "reclaim_ms": round(sum(v.reclaim_ns for v in used) / 1e6, 3),
             "reclaim_n": sum(v.reclaim_n for v in used),
             "compact_ms": round(sum(v.compact_ns for v in used) / 1e6, 3),

@@ -38,6 +38,17 @@ def decode_comm(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
+def comm_raw_hex(raw: bytes) -> str | None:
+    """The kernel's exact bytes, hex, when they are not UTF-8 (`comm` then holds U+FFFD
+    in their place): a task name is any bytes but NUL, and may be cut mid-character."""
+    name = raw.split(b"\0", 1)[0]
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return name.hex()
+    return None
+
+
 @dataclass
 class Failure:
     """One failed allocation, decoded; the JSON `failure` object is its dict."""
@@ -67,13 +78,16 @@ class Failure:
     stack_id: int = -1
     buddyinfo: dict | None = None  # nearest /proc/buddyinfo sample of the eligible zones
     stall: dict | None = None      # direct reclaim/compaction of this task just before
+    comm_raw: str | None = None    # hex of the kernel's bytes when comm is not valid UTF-8
     type: str = field(default="failure")
 
     def to_json(self) -> dict:
         # Shallow on purpose: asdict() deep-copies and was 40% of a record's cost.
         out = {"type": self.type}
         out.update((f.name, getattr(self, f.name)) for f in fields(self)
-                   if f.name not in ("type", "stack_id"))
+                   if f.name not in ("type", "stack_id", "comm_raw"))
+        if self.comm_raw is not None:
+            out["comm_raw"] = self.comm_raw
         return out
 
 

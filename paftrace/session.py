@@ -100,6 +100,7 @@ class TraceSession:
         self.perf_lost = 0
         if options.trace_all:
             self.maps.set_sample_every(options.sample_every)
+            self.symbols.load_in_background()
 
     @property
     def refused(self) -> list[str]:

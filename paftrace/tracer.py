@@ -39,6 +39,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.closing = False  # releasing the probes (fast): a second signal must wait
         self._previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -51,6 +52,8 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
+            if self.closing:  # exiting anyway; interrupting bcc would leave it half done
+                return
             raise SystemExit(EXIT_SIGNAL)
         self.signum = signum
 
@@ -336,6 +339,7 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
                   "shown; stopping on this error:", file=sys.stderr)
         raise
     finally:
+        stop.closing = True
         if session is not None:
             session.close()  # detaches every probe
         stop.restore()

@@ -146,3 +146,11 @@ def test_all_samples_stacks_in_the_kernel_under_the_fault_storm(tmp_path, fixed)
     shown = sum(s["count"] for s in top["stacks"])
     assert top["stacks"] and 0 < shown <= top["count"] * 1.02
     assert len(top["stacks"]) == 5 or shown == pytest.approx(top["count"], rel=0.02)
+
+
+def test_stop_line_judges_paftrace_against_the_target_only():
+    line = bench.stop_line({"paftrace -o 4": 0.09, "paftrace -o 0+ --all": 0.7,
+                            "bpftrace": 0.31})
+    assert "paftrace -o 4 0.09 (MET <= 0.5 s)" in line
+    assert "paftrace -o 0+ --all 0.7 (MISSED <= 0.5 s)" in line
+    assert line.endswith("bpftrace 0.31")

@@ -112,6 +112,13 @@ def test_decode_stall_record() -> None:
         "direct_compaction", "no_page", "no_suitable_page", "sync_full")
     rec = s.to_record()
     assert rec["duration_ms"] == 40.0 and rec["gfp"] == "0x140cca" and rec["ts_ns"] == 40_000_100
+    assert "comm_raw" not in rec
+
+
+def test_stall_of_a_task_whose_name_is_not_utf8_keeps_its_bytes() -> None:
+    raw = RawStall(start_ns=1, end_ns=2, kind=1, end=1, last_status=-1, comm=b"w\xff\xfex")
+    rec = decode_stall(raw, COMPACT_RESULTS).to_record()
+    assert rec["comm"] == "w\ufffd\ufffdx" and bytes.fromhex(rec["comm_raw"]) == b"w\xff\xfex"
 
 
 @needs_root

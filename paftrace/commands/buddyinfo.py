@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
+from types import FrameType
 
 import click
 
 from paftrace.procfs.buddyinfo import ProcFormatError
+
+EXIT_SIGNAL = 130
 
 EXAMPLES = """\b
 Examples:
@@ -39,13 +43,20 @@ def buddyinfo(order: int, interval: float, count: int | None, as_json: bool, pla
 
     sampler = MemorySampler(interval, pagetypeinfo_period=0 if pagetypeinfo else None)
     mode = "json" if as_json else "plain" if plain or not sys.stdout.isatty() else "live"
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)  # unwinds the live view, which restores the terminal
     try:
         run(sampler, order, count, mode)
     except (OSError, ProcFormatError) as exc:
         click.echo(f"paftrace buddyinfo: cannot read the memory state: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        pass
+        sys.exit(EXIT_SIGNAL)  # like the tracer: stopped by a signal, not finished
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # one is enough: the rest would cut the unwinding
+    raise KeyboardInterrupt
 
 
 def _samples(sampler, count: int | None):  # noqa: ANN001, ANN202 - small generator

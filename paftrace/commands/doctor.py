@@ -27,8 +27,10 @@ from paftrace.planner import (
 from paftrace.reclaim import pageblock_order
 from paftrace.render.text import text_table
 from paftrace.session import TraceSession
-from paftrace.tracefs import TraceFs, TraceFsError
+from paftrace.tracefs import TRACEFS_CANDIDATES, TraceFs, TraceFsError
 
+KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"  # perf kprobe PMU, Linux 4.17+
+ROOT_ONLY = "not checked: needs root"
 TRACEPOINT_FIX = "the kernel lacks this event (CONFIG_TRACEPOINTS / the subsystem's events)"
 
 
@@ -39,6 +41,38 @@ class Check:
     detail: str
     fix: str = ""
     required: bool = False
+    checked: bool = True  # False: only root can tell (tracefs is 0700, bpf() needs root)
+
+
+def unchecked(name: str, why: str, required: bool = False) -> Check:
+    """A check an ordinary user cannot make: say so instead of guessing."""
+    return Check(name, False, f"{ROOT_ONLY} ({why})", "sudo paftrace doctor",
+                 required=required, checked=False)
+
+
+def tracefs_mount_points(mounts: str | None = None) -> list[str]:
+    """Where tracefs is mounted, from the mount table (readable by every user)."""
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text()
+        except OSError:
+            return []
+    return [fields[1] for fields in (line.split() for line in mounts.splitlines())
+            if len(fields) > 2 and fields[2] == "tracefs"]
+
+
+def unprivileged_kernel_checks() -> list[Check]:
+    """What a user can say about the tracepoints and BPF features: only that root
+    must look (issue 12: a user's doctor called them all missing)."""
+    checks = [unchecked("tracepoints", f"{len(TRACEPOINTS)} tracepoints, kmem:mm_page_alloc "
+                        "first; tracefs is readable by root only", required=True),
+              unchecked("ringbuf", "creating a BPF ring buffer map")]
+    if Path(KPROBE_PMU).exists():  # world-readable sysfs: a true answer either way
+        checks.append(Check("kprobes", True, "available (perf kprobe PMU)"))
+    else:
+        checks.append(unchecked("kprobes", "no perf kprobe PMU; tracefs kprobe_events is "
+                                "root's to look at"))
+    return checks
 
 
 def _memcg_available() -> bool:
@@ -91,13 +125,16 @@ def run_checks(load_test: bool = True) -> list[Check]:
               "run paftrace with sudo", required=True))
     add(Check("kernel", True, f"{release} ({platform.machine()})"))
     tracefs = TraceFs()
-    try:
-        where = tracefs.ensure_mounted() if root else tracefs.locate()
-        add(Check("tracefs", where is not None, f"at {where}" if where else "not mounted",
-                  "mount -t tracefs nodev /sys/kernel/tracing (paftrace does it as root)",
-                  required=True))
-    except TraceFsError as exc:
-        add(Check("tracefs", False, str(exc), "mount -t tracefs nodev /sys/kernel/tracing",
+    if root:
+        try:
+            add(Check("tracefs", True, f"at {tracefs.ensure_mounted()}", required=True))
+        except TraceFsError as exc:
+            add(Check("tracefs", False, str(exc), "mount -t tracefs nodev /sys/kernel/tracing",
+                      required=True))
+    else:
+        mounted = [m for m in TRACEFS_CANDIDATES if m in tracefs_mount_points()]
+        add(Check("tracefs", True, f"mounted at {mounted[0]} (its files are root's)"
+                  if mounted else "not mounted yet: paftrace mounts it when run as root",
                   required=True))
     try:  # after the tracefs mount: bcc picks its tracefs path when imported
         bcc = import_bcc()
@@ -107,10 +144,12 @@ def run_checks(load_test: bool = True) -> list[Check]:
         bcc = None
         add(Check("bcc", False, str(exc), "apt-get install python3-bpfcc bpfcc-tools",
                   required=True))
-    bpf = can_create_map(BPF_MAP_TYPE_ARRAY, 1, 4, 4) if root and bcc else False
-    add(Check("bpf", bpf, "bpf() syscall creates maps" if bpf else
-              "cannot create a BPF map" + ("" if root else " (not root)"),
-              "needs root and a kernel with CONFIG_BPF_SYSCALL=y", required=True))
+    if root:
+        bpf = bool(bcc) and can_create_map(BPF_MAP_TYPE_ARRAY, 1, 4, 4)
+        add(Check("bpf", bpf, "bpf() syscall creates maps" if bpf else "cannot create a BPF map",
+                  "needs a kernel with CONFIG_BPF_SYSCALL=y", required=True))
+    else:
+        add(unchecked("bpf", "creating a BPF map", required=True))
     hdr = headers_dir(release)
     add(Check("headers", hdr is not None, f"{hdr}" + (f" -> {hdr.resolve()}" if hdr and
               hdr.is_symlink() else "") if hdr else "none found",
@@ -118,13 +157,15 @@ def run_checks(load_test: bool = True) -> list[Check]:
 
     if root and bcc:
         checks += plan_checks(LiveKernel(tracefs))
+    elif not root:
+        checks += unprivileged_kernel_checks()
     btf = Path("/sys/kernel/btf/vmlinux").exists()
     add(Check("btf", btf, "present (not needed by paftrace)" if btf else
               "absent (not needed: paftrace reads only tracepoint arguments)"))
     memcg = _memcg_available()
     add(Check("memory-cgroup", memcg, "memory controller available (selftest, scripts/provoke)"
               if memcg else "no memory cgroup controller", "needed only by selftest/provoke"))
-    if load_test and all(c.ok for c in checks if c.required):
+    if load_test and root and all(c.ok for c in checks if c.required):
         t0 = time.monotonic()
         try:
             session = TraceSession(TraceOptions(order_min=4, order_max=4))
@@ -137,6 +178,22 @@ def run_checks(load_test: bool = True) -> list[Check]:
     return checks
 
 
+def _mark(c: Check) -> str:
+    if not c.checked:
+        return "unknown"
+    return "ok" if c.ok else "MISSING" if c.required else "no"
+
+
+def verdict(checks: list[Check]) -> str:
+    if all(c.ok for c in checks if c.required):
+        return "paftrace can trace on this machine."
+    unknown = sum(not c.checked for c in checks)
+    if unknown:
+        return (f"paftrace needs root to trace. As uid {os.geteuid()} doctor checked what a "
+                f"user can; {unknown} checks need root: run sudo paftrace doctor for them.")
+    return "paftrace cannot trace here yet: fix the MISSING items above."
+
+
 def _render(checks: list[Check]) -> None:
     if sys.stdout.isatty():
         from rich.console import Console  # noqa: PLC0415
@@ -147,13 +204,12 @@ def _render(checks: list[Check]) -> None:
         for col in ("check", "", "detail", "how to get it"):
             table.add_column(col, overflow="fold")
         for c in checks:
-            mark = Text("ok", "green") if c.ok else Text("MISSING" if c.required else "no",
-                                                         "bold red" if c.required else "yellow")
-            table.add_row(c.name, mark, Text(c.detail), Text("" if c.ok else c.fix))
+            styles = {"ok": "green", "MISSING": "bold red", "no": "yellow", "unknown": "dim"}
+            mark = Text(_mark(c), styles[_mark(c)])
+            table.add_row(Text(c.name), mark, Text(c.detail), Text("" if c.ok else c.fix))
         Console().print(table)
         return
-    rows = [("ok" if c.ok else "MISSING" if c.required else "no", c.name, c.detail,
-             "" if c.ok else c.fix) for c in checks]
+    rows = [(_mark(c), c.name, c.detail, "" if c.ok else c.fix) for c in checks]
     print(text_table(("", "check", "detail", "how to get it"), rows))
 
 
@@ -169,6 +225,5 @@ def doctor(as_json: bool, no_load: bool) -> None:
                           "checks": [asdict(c) for c in checks]}))
     else:
         _render(checks)
-        print("paftrace can trace on this machine." if ok else
-              "paftrace cannot trace here yet: fix the MISSING items above.")
+        print(verdict(checks))
     sys.exit(0 if ok else 1)

@@ -8,10 +8,12 @@ symbolization, gfp decoding, context tracking and the summary counters.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass
+from types import FrameType
 
 import click
 
@@ -72,21 +74,51 @@ def run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()  # the probes are attached since the Tracer was made
-    renderer.finish(tracer.run(StopFlag(), None, 1.0, live_allocations=False,
+    renderer.finish(tracer.run(INTERRUPTED, None, 1.0, live_allocations=False,
                                until=lambda: not thread.is_alive()))
+    if INTERRUPTED.stopped:  # here, not in the signal handler: see _interrupt
+        raise KeyboardInterrupt
     if "error" in result:
         raise result["error"]  # type: ignore[misc]
     return result.get("value")
 
 
+EXIT_SIGNAL = 130
+INTERRUPTED = StopFlag()  # set by the selftest command's signal handler (never installed)
+# How long a provoke child may take to undo its cgroup and sysctl once told to stop.
+CHILD_CLEANUP_S = 20.0
+_children: set[subprocess.Popen[str]] = set()  # provoke children still running
+
+
 def provoke_subprocess(count: int, order: int, *extra: str) -> dict:
     """Run scripts/provoke's method in a child; its JSON result."""
-    proc = subprocess.run([sys.executable, "-m", "paftrace.workloads.provoke", "-n", str(count),
-                           "-o", str(order), *extra], capture_output=True, text=True,
-                          timeout=120, env=python_env())
-    if proc.returncode not in (0, 1) or not proc.stdout.strip():
-        raise RuntimeError(f"provoke failed: {proc.stderr.strip()}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([sys.executable, "-m", "paftrace.workloads.provoke", "-n",
+                             str(count), "-o", str(order), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=python_env())
+    _children.add(proc)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except BaseException:
+        stop_child(proc)  # never SIGKILL it first (subprocess.run would): it must clean up
+        raise
+    finally:
+        _children.discard(proc)
+    if proc.returncode not in (0, 1) or not out.strip():
+        raise RuntimeError(f"provoke failed: {err.strip()}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def stop_child(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, which provoke answers by removing its cgroup and restoring the sysctl;
+    SIGKILL only if it does not end in time (its leftovers are then found by the next
+    run, see paftrace/workloads/provoke.py)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:  # wait(), not communicate(): the worker thread may be reading its pipes
+        proc.wait(timeout=CHILD_CLEANUP_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
@@ -148,12 +180,24 @@ def run_selftest(order: int = 4, count: int = 5, softirq: bool = True,
                  disabled: frozenset[str] = frozenset()) -> dict:
     require_root("selftest")
     checks, facts = check_failures(order, count, disabled)
+    if INTERRUPTED.stopped:
+        raise KeyboardInterrupt
     if softirq:
         checks.append(check_softirq(disabled))
     ok = all(c.ok for c in checks)
     return {"selftest": "pass" if ok else "fail", "kernel": facts["kernel"],
             "probes": facts["probes"], "failures_provoked": facts["provoked"],
             "failures_seen": facts["seen"], "checks": [asdict(c) for c in checks]}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """The first of SIGINT/SIGTERM/SIGHUP ends the tracer's loop, which then unwinds
+    (probes closed on the way); later ones are ignored, so that the cleanup they would
+    cut short finishes (in a second or so). Nothing is raised here: the handler may run
+    inside bcc's record callback, where ctypes would swallow the exception."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    INTERRUPTED.signum = signum
 
 
 @click.command()
@@ -166,11 +210,19 @@ def run_selftest(order: int = 4, count: int = 5, softirq: bool = True,
 def selftest(order: int, count: int, no_softirq: bool, disabled: tuple[str, ...],
              as_json: bool) -> None:
     """Provoke real page allocation failures and check paftrace sees each one."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     try:
         result = run_selftest(order, count, not no_softirq, frozenset(disabled))
     except (LoaderError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         print(f"paftrace selftest: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        for child in list(_children):  # the worker thread's provoke, if it still runs
+            stop_child(child)
+        print("paftrace selftest: interrupted; probes detached, provoke's cgroup and "
+              "fs.pipe-max-size cleaned up", file=sys.stderr)
+        sys.exit(EXIT_SIGNAL)
     if as_json:
         print(json.dumps(result))
     else:

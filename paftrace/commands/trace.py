@@ -7,7 +7,16 @@ import sys
 import click
 
 from paftrace.commands import TRACE_EXAMPLES
-from paftrace.options import OptionError, TraceOptions, parse_order_range
+from paftrace.options import (
+    MAX_INTERVAL_S,
+    MIN_INTERVAL_S,
+    OptionError,
+    TraceOptions,
+    finite_seconds,
+    kernel_comm,
+    parse_order_range,
+    pid_problem,
+)
 from paftrace.planner import FEATURES
 
 
@@ -16,6 +25,25 @@ def _order(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int,
         return parse_order_range(value)
     except OptionError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    try:
+        return None if value is None else finite_seconds(value, f"--{param.name}")
+    except OptionError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _comm(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        _, warning = kernel_comm(value)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if warning:
+        click.echo(f"paftrace: {warning}", err=True)
+    return value  # comm_words() compares the same first 15 bytes
 
 
 def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
@@ -33,31 +61,46 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("-a", "--all", "trace_all", is_flag=True,
               help="Also count successful allocations (aggregated in the kernel by order, "
                    "gfp, context and sampled stack).")
-@click.option("-p", "--pid", type=int, help="Only this process (tgid).")
-@click.option("-c", "--comm", help="Only tasks with this name (exact, up to 15 chars).")
+@click.option("-p", "--pid", type=click.IntRange(min=1),
+              help="Only this process (tgid); it must exist unless --wait-for-pid.")
+@click.option("--wait-for-pid", is_flag=True,
+              help="Accept a -p process that does not exist (yet): trace it when it appears.")
+@click.option("-c", "--comm", callback=_comm,
+              help="Only tasks with this name (exact; the kernel keeps the first 15 bytes, "
+                   "longer names are cut to them with a warning).")
 @click.option("--atomic-only", is_flag=True,
               help="Only allocations that cannot reclaim (no __GFP_DIRECT_RECLAIM).")
 @click.option("--warn-only", is_flag=True,
               help="Only allocations that warn in dmesg (no __GFP_NOWARN).")
-@click.option("-d", "--duration", type=float, help="Stop after this many seconds.")
-@click.option("-i", "--interval", type=float, default=1.0, show_default=True,
-              help="Refresh interval of the live view and rates (seconds).")
+@click.option("-d", "--duration", type=click.FloatRange(min=0, min_open=True),
+              callback=_finite, help="Stop after this many seconds (> 0).")
+@click.option("-i", "--interval", type=click.FloatRange(MIN_INTERVAL_S, MAX_INTERVAL_S),
+              default=1.0, show_default=True, callback=_finite,
+              help=f"Refresh interval of the live view and rates (seconds, "
+                   f"{MIN_INTERVAL_S}..{MAX_INTERVAL_S:.0f}).")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines output (see README).")
 @click.option("--plain", is_flag=True, help="Plain text even on a terminal.")
-@click.option("--stack-sample", type=int, default=0, show_default=True,
+@click.option("--stack-sample", type=click.IntRange(min=0), default=0, show_default=True,
               help="--all: take the stack of 1 in N allocations (0 = adaptive).")
-@click.option("--stack-storage-size", type=int, default=16384, show_default=True,
+@click.option("--stack-storage-size", type=click.IntRange(1, 1 << 20), default=16384,
+              show_default=True,
               help="Distinct kernel stacks kept in the kernel.")
 @click.option("--no-feature", "disabled", multiple=True, callback=_features,
               metavar="NAME", help="Force a fallback path: " + ", ".join(FEATURES) + ".")
 @click.option("--dry-run", is_flag=True, help="Print the probe plan and exit.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the BPF C and cflags, exit.")
-def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, comm: str | None,
-          atomic_only: bool, warn_only: bool, duration: float | None, interval: float,
-          as_json: bool, plain: bool, stack_sample: int, stack_storage_size: int,
+def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pid: bool,
+          comm: str | None, atomic_only: bool, warn_only: bool, duration: float | None,
+          interval: float, as_json: bool, plain: bool, stack_sample: int, stack_storage_size: int,
           disabled: frozenset[str], dry_run: bool, ebpf: bool) -> None:
     """Trace failing page allocations live (the default command)."""
     from paftrace.tracer import run_trace  # noqa: PLC0415 - keeps `--help` fast
+
+    if pid is not None and not wait_for_pid:
+        problem = pid_problem(pid)
+        if problem:
+            raise click.BadParameter(f"{problem}; add --wait-for-pid to trace it whenever "
+                                     "it appears", param_hint="'-p' / '--pid'")
 
     options = TraceOptions(
         order_min=orders[0], order_max=orders[1], trace_all=trace_all, pid=pid, comm=comm,

@@ -7,18 +7,46 @@ with the same data; only the presentation differs.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from paftrace.aggregate import FailureAggregator, OrderRates
 from paftrace.records import Failure
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+if TYPE_CHECKING:
+    from rich.text import Text
+
+# C0/C1 controls and the backslash itself (so "\\x1b" typed by someone is not an escaped
+# ESC), and any non-ASCII character, looked at more closely in _escape.
+_SUSPECT = re.compile(r"[\x00-\x1f\x7f-\x9f\\]|[^\x00-\x7f]")
+# Controls, format characters (bidi overrides U+202E, isolates U+2066, zero-width
+# U+200B, BOM), lone surrogates, line and paragraph separators: none is drawn as itself.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    if code < 0x80 or unicodedata.category(char) in _HIDDEN_CATEGORIES:
+        return (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF
+                else f"\\U{code:08x}")
+    return char
 
 
 def printable(text: str) -> str:
-    """Untrusted text (task names can hold escape sequences) made inert."""
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    """Untrusted text (task names, symbols, log lines) made inert for a terminal:
+    controls, format characters and backslashes are shown as escapes."""
+    return _SUSPECT.sub(_escape, text)
+
+
+def inert(text: str, style: str = "") -> Text:
+    """Untrusted text for rich: escaped, and a Text, which never interprets markup."""
+    from rich.text import Text  # noqa: PLC0415 - the plain and JSON paths need no rich
+
+    return Text(printable(text), style=style)
 
 
 @dataclass

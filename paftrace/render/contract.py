@@ -17,6 +17,18 @@ class RecordType(NamedTuple):
     when: str
     keys: tuple[str, ...]
     notes: str = ""
+    optional: tuple[str, ...] = ()  # keys present only when they say something
+
+
+# Task names are data (issue 12): a kernel task name is any bytes but NUL, cut at 15.
+COMM_NOTE = (
+    "`comm` is the task name decoded as UTF-8; when its bytes are not valid UTF-8 "
+    "(any byte but NUL is allowed, and the kernel's 15-byte cut may split a character), "
+    "`comm` shows U+FFFD for each bad byte and `comm_raw` holds the exact bytes as hex "
+    "(`bytes.fromhex(obj[\"comm_raw\"])`); `comm_raw` is absent for UTF-8 names. Plain and "
+    "live output escape control and format characters (bidi overrides such as U+202E, "
+    "zero-width characters) and backslashes (`\\x1b`, `\\u202e`, `\\\\`) and never read "
+    "a name as markup.")
 
 
 RECORDS = (
@@ -39,13 +51,14 @@ RECORDS = (
         "`{\"sample_ts_ns\", \"sample_age_ms\", \"order\", \"zones\": [...]}`, where "
         "`sample_ts_ns` is the `ts_ns` of a `buddyinfo` record printed earlier. `stall` "
         "sums the task's direct reclaim and compaction in the second before the failure "
-        "(null without reclaim tracing)."),
+        "(null without reclaim tracing). " + COMM_NOTE, ("comm_raw",)),
     RecordType("buddyinfo", "before the first failure that cites it", (
         "type", "ts_ns", "order", "zones", "tunables"),
         "The same object as `paftrace buddyinfo --json` prints."),
     RecordType("stall", "as each direct reclaim or direct compaction stall ends", (
         "type", "kind", "ts_ns", "start_ns", "duration_ms", "pid", "tid", "comm", "order",
-        "gfp", "outcome", "compaction_status", "zones", "nr_reclaimed", "priority")),
+        "gfp", "outcome", "compaction_status", "zones", "nr_reclaimed", "priority"),
+        "`comm` and `comm_raw` as in `failure`.", ("comm_raw",)),
     RecordType("fragmenter", "at each interval, for each top fragmenting call site whose "
                "count moved", (
         "type", "ts_ns", "order", "site", "comm", "events", "fragmenting", "steals", "share",
@@ -90,7 +103,7 @@ def check_record(obj: dict) -> list[str]:
         return [f"unknown record type {obj.get('type')!r}"]
     problems = []
     missing = [k for k in kind.keys if k not in obj]
-    extra = [k for k in obj if k not in kind.keys]
+    extra = [k for k in obj if k not in kind.keys and k not in kind.optional]
     if missing:
         problems.append(f"{kind.name}: missing {missing}")
     if extra:
@@ -106,7 +119,8 @@ def markdown() -> str:
              "`paftrace/render/contract.py` (this text is generated from it).", ""]
     for i, kind in enumerate(RECORDS, 1):
         keys = ", ".join(f"`{k}`" for k in kind.keys)
-        lines.append(f"{i}. `{kind.name}`, {kind.when}: {keys}.")
+        optional = "".join(f", `{k}` (optional)" for k in kind.optional)
+        lines.append(f"{i}. `{kind.name}`, {kind.when}: {keys}{optional}.")
         if kind.notes:
             lines.append(f"   {kind.notes}")
     lines += ["", "`lost`: " + ", ".join(f"`{k}`" for k in LOST_KEYS) + ".", "", PIPE_NOTE]

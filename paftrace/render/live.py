@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from paftrace.records import Failure
-from paftrace.render import Snapshot, printable
+from paftrace.render import Snapshot, inert, printable
 from paftrace.render.frag import fragmenters_panel
 from paftrace.render.memory import memory_panel
 from paftrace.render.memtext import failure_line as buddy_line
@@ -28,11 +28,6 @@ from paftrace.render.trends import Trends
 SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
 
 
-def _t(text: str, style: str = "") -> Text:
-    # Text objects never interpret markup: task names stay inert.
-    return Text(printable(text), style=style)
-
-
 def _orders_table(s: Snapshot) -> Table:
     table = Table(title="Allocations per order (all orders, always counted in the kernel)",
                   title_justify="left", expand=False, box=None, padding=(0, 1))
@@ -43,7 +38,7 @@ def _orders_table(s: Snapshot) -> Table:
         a_rate, f_rate = s.orders.rates.get(order, (0.0, 0.0))
         style = "bold red" if failures else ""
         table.add_row(str(order), f"{a_rate:,.0f}", f"{f_rate:,.1f}", f"{attempts:,}",
-                      _t(f"{failures:,}", style))
+                      inert(f"{failures:,}", style))
     return table
 
 
@@ -69,9 +64,9 @@ def _sites_table(s: Snapshot, now_ns: int) -> Table:
     for site in s.failures.top(8):
         f = site.sample
         table.add_row(str(site.count), f"{site.rate(now_ns):.1f}", wall_clock(site.last_ns),
-                      str(f.order), _t("|".join(f.gfp_flags)), _t(context_label(f)),
-                      _t(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, "")),
-                      _t(f.blame))
+                      str(f.order), inert("|".join(f.gfp_flags)), inert(context_label(f)),
+                      inert(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, "")),
+                      inert(f.blame))
     return table
 
 
@@ -80,9 +75,9 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
     for i, site in enumerate(s.failures.top(3), 1):
         f = site.sample
         body = Text()
-        body.append(f"rule: {f.rule}\n", style="italic")
+        body.append(f"rule: {printable(f.rule)}\n", style="italic")
         if f.buddyinfo:  # the free lists when this call site last failed
-            body.append(buddy_line(f.buddyinfo) + "\n", style="cyan")
+            body.append(printable(buddy_line(f.buddyinfo)) + "\n", style="cyan")
         stalled = stall_before(f)
         if stalled:
             body.append(stalled + "\n", style="yellow")
@@ -90,7 +85,8 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
             body.append(printable(frame) + "\n")
         if len(f.stack) > 14:
             body.append(f"... {len(f.stack) - 14} more frames\n", style="dim")
-        panels.append(Panel(body, title=f"#{i} {site.count}x {printable(f.blame)}",
+        # A title string would be read as markup: a task named "[/red]" crashed the view.
+        panels.append(Panel(body, title=inert(f"#{i} {site.count}x {f.blame}"),
                             title_align="left", expand=False))
     return panels
 
@@ -115,8 +111,9 @@ def _allocations(s: Snapshot) -> Table:
     for row in s.allocations[:8]:
         ctx = row["context"] + (f":{row['softirq']}" if row["softirq"] else "")
         top = row["stacks"][0] if row["stacks"] else None
-        table.add_row(f"{row['count']:,}", str(row["order"]), _t("|".join(row["gfp_flags"])),
-                      ctx, _t(f"{top['requester']} (~{top['count']:,.0f})" if top else "-"))
+        table.add_row(f"{row['count']:,}", str(row["order"]),
+                      inert("|".join(row["gfp_flags"])), inert(ctx),
+                      inert(f"{top['requester']} (~{top['count']:,.0f})" if top else "-"))
     return table
 
 
@@ -133,7 +130,8 @@ class LiveRenderer:
 
     def attached(self, info: dict) -> None:
         self.header = Text(
-            f"paftrace: order {info['order']} on {info['kernel']}, {len(info['probes'])} probes "
+            f"paftrace: order {info['order']} on {printable(info['kernel'])}, "
+            f"{len(info['probes'])} probes "
             f"attached in {info['startup_s']:.2f}s. Ctrl-C to end.", style="bold")
         self.live.start()
         self._draw()
@@ -173,14 +171,14 @@ class LiveRenderer:
             detail += " " + stalled
         self.timeline.append((failure.ts_ns, Text("FAIL", SEVERITY_STYLE.get(failure.severity,
                                                                              "")),
-                              _t(f"{failure.comm}[{failure.pid}]"), _t(detail)))
+                              inert(f"{failure.comm}[{failure.pid}]"), inert(detail)))
         self._maybe_draw()
 
     def event(self, record: dict) -> None:
         if record.get("type") == "stall":
             self.timeline.append((record["ts_ns"], Text("stall", "yellow"),
-                                  _t(f"{record['comm']}[{record['pid']}]"),
-                                  _t(stall_detail(record))))
+                                  inert(f"{record['comm']}[{record['pid']}]"),
+                                  inert(stall_detail(record))))
             self._maybe_draw()
 
     def _maybe_draw(self) -> None:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from paftrace.procfs.report import PAGE_SIZE, zone_figures
 from paftrace.procfs.sampler import MemorySample, ZoneSample
+from paftrace.render import inert, printable
 from paftrace.render.memtext import human_bytes
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -72,7 +73,7 @@ def buddy_table(sample: MemorySample, order: int, previous: MemorySample | None 
     table.add_column(f">=o{order}", justify="right")
     for z in sample.zones:
         before = previous.zone(z.node, z.zone) if previous else None
-        cells: list[RenderableType] = [Text(f"N{z.node} {z.zone}")]
+        cells: list[RenderableType] = [inert(f"N{z.node} {z.zone}")]
         for k in range(orders):
             count = z.free[k] if k < len(z.free) else 0
             change = (count - before.free[k]) if before and k < len(before.free) else None
@@ -99,7 +100,7 @@ def watermark_table(sample: MemorySample, order: int) -> Table:
         fig = zone_figures(z, order)
         marks = z.info.watermarks() if z.info else {}
         table.add_row(
-            f"N{z.node} {z.zone}", human_bytes(fig["pages_at_or_above"] * PAGE_SIZE),
+            inert(f"N{z.node} {z.zone}"), human_bytes(fig["pages_at_or_above"] * PAGE_SIZE),
             f"{fig['unusable_index']:.3f}", f"{fig['fragmentation_index']:.3f}",
             _free_cell(z),
             *(short_count(marks[k]) if k in marks else "-" for k in ("min", "low", "high",
@@ -118,9 +119,10 @@ def migratetype_table(sample: MemorySample, order: int) -> Table | None:
                   title_justify="left", title_style="dim")
     table.add_column("zone")
     for t in types:
-        table.add_column(t, justify="right", style="magenta" if t == "HighAtomic" else "")
+        table.add_column(inert(t), justify="right",
+                         style="magenta" if t == "HighAtomic" else "")
     for z in zones:
-        row = [f"N{z.node} {z.zone}"]
+        row: list[RenderableType] = [inert(f"N{z.node} {z.zone}")]
         for t in types:
             counts = (z.pagetypes or {}).get(t)
             blocks = (z.pageblocks or {}).get(t)
@@ -132,7 +134,7 @@ def migratetype_table(sample: MemorySample, order: int) -> Table | None:
 
 def tunables_text(sample: MemorySample) -> Text:
     text = Text("vm: ", style="dim")
-    text.append("  ".join(f"{k}={v}" for k, v in sample.tunables.items()))
+    text.append(printable("  ".join(f"{k}={v}" for k, v in sample.tunables.items())))
     return text
 
 
@@ -146,7 +148,7 @@ def memory_panel(sample: MemorySample, order: int, previous: MemorySample | None
         parts.append(mt)
     parts.append(tunables_text(sample))
     for note in sample.notes:
-        parts.append(Text(note, style="yellow"))
+        parts.append(inert(note, style="yellow"))
     return Panel(Group(*parts), title=f"{title} (order {order})", title_align="left")
 
 

@@ -81,7 +81,7 @@ def summary_lines(summary: dict) -> list[str]:
     for site in summary["call_sites"][:5]:
         lines.append(f"  {site['count']:>6}x order {site['order']} {'|'.join(site['gfp_flags'])} "
                      f"{site['context']} {site['severity']}: {printable(site['blame'])}")
-        lines.append(f"          rule: {site['rule']}")
+        lines.append(f"          rule: {printable(site['rule'])}")
     reclaim = summary.get("reclaim")
     if reclaim:
         dc, dr = reclaim["direct_compaction"], reclaim["direct_reclaim"]

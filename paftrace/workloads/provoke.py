@@ -16,8 +16,11 @@ Method (memory cgroup, works on cgroup v1 and v2):
    Pipes that did grow are kept open, so the per-CPU charge stock is used up
    instead of hiding the limit.
 
-Everything is undone at the end, also on SIGINT/SIGTERM: worker killed, cgroup
-removed, fs.pipe-max-size restored.
+Everything is undone at the end, also on SIGINT/SIGTERM/SIGHUP: worker killed, cgroup
+removed, fs.pipe-max-size restored. After a SIGKILL, the next run (or `--cleanup`) does
+it: the cgroup is named after its creator's pid, and the original fs.pipe-max-size is
+kept in /run/paftrace/pipe-max-size.json with who raised it
+(paftrace/workloads/leftovers.py), so a leaked value is never taken for the original.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import errno
 import fcntl
 import json
 import os
-import signal
+import resource
 import subprocess
 import sys
 import time
@@ -37,11 +40,20 @@ from pathlib import Path
 import click
 
 from paftrace.workloads.childproc import python_env, read_line
+from paftrace.workloads.leftovers import (
+    SharedSysctl,
+    remove_cgroup,
+    remove_stale_cgroups,
+    signals_interrupt,
+)
 
 F_SETPIPE_SZ = 1031
 PIPE_BUFFER_SIZE = 40  # sizeof(struct pipe_buffer) on 64-bit
 PIPE_MAX_SIZE = Path("/proc/sys/fs/pipe-max-size")
 LOCK_FILE = "/run/paftrace-provoke.lock"
+CGROUP_PREFIX = "paftrace-provoke-"
+# Shared with the bench (scripts/bench-data/workloads.py), which raises it too.
+PIPE_MAX = SharedSysctl(PIPE_MAX_SIZE, "pipe-max-size")
 CGROUP_V1_MEMORY = Path("/sys/fs/cgroup/memory")
 CGROUP_V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 # Below order 4 (PAGE_ALLOC_COSTLY_ORDER is 3) a failed memcg charge is retried
@@ -118,15 +130,17 @@ class MemoryCgroup:
         (self.path / "cgroup.procs").write_text(str(pid))
 
     def remove(self) -> None:
-        for _ in range(50):
-            try:
-                self.path.rmdir()
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.1)  # tasks still exiting
-        raise ProvokeError(f"could not remove {self.path}")
+        if not remove_cgroup(self.path):
+            raise ProvokeError(f"could not remove {self.path}")
+
+
+def cgroup_roots() -> list[Path]:
+    return [CGROUP_V1_MEMORY, *CGROUP_V2_ROOTS]
+
+
+def clean_up_after_killed_runs() -> list[str]:
+    """Cgroups whose provoke is gone; fs.pipe-max-size if no live run holds it."""
+    return remove_stale_cgroups(cgroup_roots(), CGROUP_PREFIX) + PIPE_MAX.recover()
 
 
 def _read(path: Path) -> str:
@@ -136,30 +150,33 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0,
             comm: str | None = None) -> ProvokeResult:
     """Produce `count` failed allocations of `order`; returns what happened."""
     if os.geteuid() != 0:
         raise ProvokeError("provoking failures needs root (memory cgroup, fs.pipe-max-size)")
     pipe_size = pipe_size_for_order(order)
+    raise_fd_limit(count)
     block = (1 << order) * os.sysconf("SC_PAGE_SIZE")
     t0 = time.monotonic()
     # Concurrent runs would restore each other's fs.pipe-max-size: one at a time.
-    lock = open(LOCK_FILE, "w")  # noqa: SIM115 - held until the end of this function
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    old_handler = signal.signal(signal.SIGTERM, _terminate)
-    old_max = PIPE_MAX_SIZE.read_text().strip()
-    cgroup = MemoryCgroup(f"paftrace-provoke-{os.getpid()}")
+    with signals_interrupt(), open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for line in remove_stale_cgroups(cgroup_roots(), CGROUP_PREFIX):
+            print(f"provoke: {line}", file=sys.stderr, flush=True)
+        with PIPE_MAX.held(pipe_size) as said:
+            for line in said:
+                print(f"provoke: {line}", file=sys.stderr, flush=True)
+            return _provoke(count, order, fill_mib, timeout, comm, pipe_size, block, t0)
+
+
+def _provoke(count: int, order: int, fill_mib: int, timeout: float, comm: str | None,
+             pipe_size: int, block: int, t0: float) -> ProvokeResult:
+    cgroup = MemoryCgroup(f"{CGROUP_PREFIX}{os.getpid()}")
     worker: subprocess.Popen[str] | None = None
     try:
-        if int(old_max) < pipe_size:
-            PIPE_MAX_SIZE.write_text(str(pipe_size))
         cgroup.no_swap()
-        cgroup.set_limit((fill_mib + 32) << 20)
+        cgroup.set_limit(headroom(fill_mib, count))
         worker = subprocess.Popen(
             [sys.executable, "-m", "paftrace.workloads.provoke", "--worker", str(pipe_size),
              str(count), str(fill_mib), comm or ""],
@@ -175,7 +192,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
         cgroup.set_limit(cgroup.usage() + block // 2)
         _send(worker, "go")
         line = _expect(worker, "done", timeout)
-        cgroup.set_limit((fill_mib + 32) << 20)
+        cgroup.set_limit(headroom(fill_mib, count))
         _, failures, grown = line.split()
         return ProvokeResult(order=order, requested=count, failures=int(failures),
                              grown=int(grown), pipe_size=pipe_size, cgroup=str(cgroup.path),
@@ -185,9 +202,6 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
             worker.kill()
             worker.wait()
         cgroup.remove()
-        PIPE_MAX_SIZE.write_text(old_max)
-        signal.signal(signal.SIGTERM, old_handler)
-        lock.close()
 
 
 def _send(worker: subprocess.Popen[str], word: str) -> None:
@@ -197,11 +211,53 @@ def _send(worker: subprocess.Popen[str], word: str) -> None:
 
 
 def _expect(worker: subprocess.Popen[str], word: str, timeout: float) -> str:
-    line = read_line(worker, timeout, word)
-    if line is None:
+    line = read_line(worker, timeout)
+    if line is not None and line.startswith("error "):
+        raise ProvokeError(line[len("error "):])  # the worker's own words
+    if line is None or not line.startswith(word):
         raise ProvokeError(f"provoke worker did not say {word!r} (exit status "
                            f"{worker.poll()}); was it killed by the memory cgroup?")
     return line
+
+
+MAX_PIPES = 256
+
+
+def pipes_for(count: int) -> int:
+    """Pipes the worker opens (before the limit is set, so their own memory is charged
+    then): one per grow that succeeds from the per-CPU charge stock before the failures
+    begin (3-4 on 6.18), and plenty of margin; failures reuse their pipe."""
+    return min(count * 4 + 64, MAX_PIPES)
+
+
+def fds_needed(count: int) -> int:
+    return 2 * pipes_for(count) + 64  # two ends per pipe; stdio, the interpreter's own
+
+
+def headroom(fill_mib: int, count: int) -> int:
+    """The cgroup's limit while the worker sets up: its memory, and each pipe's
+    accounted inode, files and ring (about 2.5 KiB; 4 KiB counted)."""
+    return ((fill_mib + 32) << 20) + pipes_for(count) * 4096
+
+
+def raise_fd_limit(count: int) -> None:
+    """The worker inherits our RLIMIT_NOFILE: raise it to what -n needs, as far as the
+    kernel lets root (fs.nr_open); say so plainly when that is not enough."""
+    needed = fds_needed(count)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return
+    for limits in ((needed, max(hard, needed)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            break
+        except (ValueError, OSError):
+            continue
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        raise ProvokeError(f"-n {count} needs {needed:,} open files ({pipes_for(count):,} "
+                           f"pipes), but the open-file limit is {soft:,} (hard {hard:,}) and "
+                           "cannot be raised: raise it (ulimit -n) and run again")
 
 
 def _worker(pipe_size: int, count: int, fill_mib: int, comm: str) -> None:
@@ -209,26 +265,45 @@ def _worker(pipe_size: int, count: int, fill_mib: int, comm: str) -> None:
     if comm:  # the task name the failures are reported under
         Path("/proc/self/comm").write_bytes(comm.encode()[:15])
     os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one CPU: one charge stock
-    assert sys.stdin.readline().strip() == "fill"
+    _await("fill")
     filler = bytearray(fill_mib << 20)
     for i in range(0, len(filler), 4096):
         filler[i] = 1
-    pipes = [os.pipe() for _ in range(count * 4 + 64)]
+    try:
+        pipes = [os.pipe() for _ in range(pipes_for(count))]
+    except OSError as exc:  # EMFILE/ENFILE: say it, so the parent does not guess
+        print(f"error cannot open {pipes_for(count):,} pipes for -n {count}: {exc.strerror} "
+              f"(open-file limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]:,})",
+              flush=True)
+        return
     results = [0, 0]
     print("ready", flush=True)
-    assert sys.stdin.readline().strip() == "go"
-    for read_end, _ in pipes:
-        if results[0] >= count:
-            break
+    _await("go")
+    # A pipe whose grow failed is still small: growing it again is another allocation
+    # that fails the same way, so it is tried again; a pipe that grew is kept open (its
+    # charge holds the limit) and the next one is tried. So -n 5000 needs a few pipes
+    # more than there are grows (3-4 here), not 4 per failure (EMFILE at 1024 fds).
+    pending = iter(pipes)
+    read_end = next(pending, (None, None))[0]
+    while read_end is not None and results[0] < count:
         try:
             fcntl.fcntl(read_end, F_SETPIPE_SZ, pipe_size)
             results[1] += 1
+            read_end = next(pending, (None, None))[0]
         except OSError as exc:
             if exc.errno != errno.ENOMEM:
                 raise
             results[0] += 1
     print(f"done {results[0]} {results[1]}", flush=True)
     sys.stdin.readline()  # keep pipes (and charges) until the parent is done
+
+
+def _await(word: str) -> None:
+    """The parent's next word; if it is gone (stdin closed), end quietly: it was
+    interrupted, and its cleanup (or the next run's) removes our cgroup."""
+    line = sys.stdin.readline()
+    if line.strip() != word:
+        raise SystemExit(0 if not line else f"provoke worker: expected {word!r}, got {line!r}")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -241,12 +316,17 @@ def _worker(pipe_size: int, count: int, fill_mib: int, comm: str) -> None:
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the worker at each step.")
 @click.option("--comm", help="Task name of the failing worker (tests use it).")
-def cli(count: int, order: int, fill_mib: int, timeout: float, comm: str | None) -> None:
+@click.option("--cleanup", is_flag=True,
+              help="Only undo what killed runs left (their cgroups, fs.pipe-max-size).")
+def cli(count: int, order: int, fill_mib: int, timeout: float, comm: str | None,
+        cleanup: bool) -> None:
     """Produce real page allocation failures of a chosen order, safely (root).
 
     Prints one JSON object: the failures produced, the worker's pid, the cgroup.
     Exit status 1 when fewer failures than asked for were produced.
     """
+    if cleanup:
+        sys.exit(clean_up())
     try:
         result = provoke(count, order, fill_mib, timeout, comm)
     except (ProvokeError, OSError) as exc:
@@ -265,6 +345,18 @@ def main(argv: list[str]) -> int:
         _worker(int(argv[1]), int(argv[2]), int(argv[3]), argv[4] if len(argv) > 4 else "")
         return 0
     cli.main(args=argv, prog_name="provoke")
+    return 0
+
+
+def clean_up() -> int:
+    """--cleanup: what killed runs left, undone."""
+    if os.geteuid() != 0:
+        print("provoke: --cleanup needs root", file=sys.stderr)
+        return 1
+    done = clean_up_after_killed_runs()
+    for line in done:
+        print(f"provoke: {line}", file=sys.stderr)
+    print(json.dumps({"cleaned": done}))
     return 0
 
 

@@ -38,8 +38,9 @@ def log(text: str) -> None:
 
 
 def paftrace_command() -> list[str]:
-    found = shutil.which("paftrace")
-    return [found] if found else [sys.executable, "-m", "paftrace"]
+    # This checkout's paftrace (scripts/bench puts it first on PYTHONPATH), not
+    # whichever `paftrace` is on PATH.
+    return [sys.executable, "-m", "paftrace"]
 
 
 def summary_of(run: Running) -> dict:
@@ -104,6 +105,7 @@ class Bench:
         self.unavailable: dict[str, str] = {}
         self.rates: dict[str, dict[str, list[float]]] = {}
         self.startup: dict[str, list[float]] = {}
+        self.stop_s: dict[str, list[float]] = {}
         self.rss_kib: dict[str, list[int]] = {}
         self.failure_runs: dict[str, list[dict]] = {}
 
@@ -125,6 +127,25 @@ class Bench:
         self.startup.setdefault(tracer.name, []).append(seconds)
         return run
 
+    def stop(self, run: Running) -> None:
+        run.stop()
+        if run.stop_s is not None:
+            self.stop_s.setdefault(run.tracer.name, []).append(run.stop_s)
+
+    def start_stop(self) -> None:
+        """Only start and stop each tracer, rounds times (rotated): no workload."""
+        names = [t.name for t in self.tracers if t.name != "baseline"]
+        by_name = {t.name: t for t in self.tracers}
+        for r in range(self.args.rounds):
+            for name in st.rotation(names, r):
+                if name in self.unavailable:
+                    continue
+                run = self.start(by_name[name])
+                if run is not None:
+                    self.stop(run)
+                    log(f"round {r + 1}/{self.args.rounds} {name:24} start "
+                        f"{self.startup[name][-1]:.2f} s, stop {run.stop_s or 0:.2f} s")
+
     def one_pass(self, tracer: Tracer) -> None:
         run = None if tracer.name == "baseline" else self.start(tracer)
         if tracer.name != "baseline" and run is None:
@@ -140,7 +161,7 @@ class Bench:
                 self.rss_kib.setdefault(tracer.name, []).append(run.rss_kib())
         finally:
             if run:
-                run.stop()
+                self.stop(run)
                 for leftover in self.scratch.iterdir():
                     leftover.unlink()
         if run and tracer.paftrace and "fail" in self.args.workloads:
@@ -224,6 +245,8 @@ class Bench:
                     if w in base else None}
         return {"cells": cells, "targets": self.targets(cells),
                 "startup_s": {n: round(st.spread(v).median, 3) for n, v in self.startup.items()},
+                "stop_to_exit_s": {n: round(st.spread(v).median, 3)
+                                   for n, v in self.stop_s.items()},
                 "rss_kib": {n: max(v) for n, v in self.rss_kib.items()},
                 "failure_storm": self.failure_runs, "unavailable": self.unavailable}
 
@@ -250,6 +273,55 @@ class Bench:
         return out
 
 
+def stop_line(stops: dict[str, float]) -> str:
+    """Ctrl-C to exit, side by side; paftrace's against its target."""
+    return "Ctrl-C to exit (median s): " + ", ".join(
+        f"{n} {v}" + ("" if not n.startswith("paftrace") else
+                      f" ({'MET' if v <= st.TARGET_STOP_S else 'MISSED'} <= "
+                      f"{st.TARGET_STOP_S} s)")
+        for n, v in stops.items())
+
+
+def release_side_by_side(rounds: int) -> dict[str, list[float]]:
+    """Seconds to let go of paftrace's probes, bcc's cleanup (one tracepoint after the
+    other, each waiting a grace period) against paftrace.release, alternated in this
+    process. Tracepoints another tracer holds too are released without the wait, so
+    other tracers running on the machine make bcc's numbers smaller."""
+    from paftrace.loader import load  # noqa: PLC0415 - root and bcc only here
+    from paftrace.options import TraceOptions  # noqa: PLC0415
+    from paftrace.release import release  # noqa: PLC0415
+
+    times: dict[str, list[float]] = {"bcc cleanup": [], "paftrace release": []}
+    for _ in range(rounds):
+        for way in times:
+            _, program, _ = load(TraceOptions(order_min=4, order_max=4))
+            t0 = time.monotonic()
+            if way == "bcc cleanup":
+                program.bpf.cleanup()
+            else:
+                release(program.bpf, program.bcc)
+            times[way].append(time.monotonic() - t0)
+    return times
+
+
+def start_stop_report(bench: Bench) -> str:
+    lines = [f"start and stop only, median of {bench.args.rounds} rotated rounds"]
+    lines.append("start to attached (median s): " + ", ".join(
+        f"{n} {round(st.spread(v).median, 3)}" for n, v in bench.startup.items()))
+    lines.append(stop_line({n: round(st.spread(v).median, 3)
+                            for n, v in bench.stop_s.items()}))
+    lines += [f"unavailable: {n}: {why}" for n, why in bench.unavailable.items()]
+    try:
+        released = release_side_by_side(bench.args.rounds)
+    except RuntimeError as exc:  # LoaderError: the tracers above said why already
+        return "\n".join([*lines, f"releasing the probes: not measured ({exc})"])
+    medians = {way: st.spread(v).median for way, v in released.items()}
+    lines.append("releasing the probes (median s, alternated): " + ", ".join(
+        f"{way} {m:.3f}" for way, m in medians.items()) +
+        f" ({medians['bcc cleanup'] / max(medians['paftrace release'], 1e-6):.0f}x)")
+    return "\n".join(lines)
+
+
 def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
     lines = [f"throughput / baseline, median of {args.rounds} interleaved rounds of "
              f"{args.seconds:g} s (spread = (max-min)/median)"]
@@ -269,6 +341,7 @@ def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
                       f" ({'MET' if v < st.TARGET_STARTUP_S else 'MISSED'} < "
                       f"{st.TARGET_STARTUP_S} s)")
         for n, v in res["startup_s"].items()))
+    lines.append(stop_line(res["stop_to_exit_s"]))
     for name, runs in res["failure_storm"].items():
         ok = [r["failures_per_s"] for r in runs if r["exact"]]
         lines.append(f"failure storm, {name}: {len(ok)}/{len(runs)} runs exact with 0 lost; "
@@ -295,6 +368,7 @@ class BenchArgs:
     workloads: list[str]
     tracers: set[str] | None
     no_profile: bool
+    start_stop: bool
     soak: float | None
     markdown: bool
     json: str | None
@@ -319,19 +393,23 @@ def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[s
               help="Subset of fault,pipe,fail.")
 @click.option("--tracers", help="Comma-separated subset of tracer names.")
 @click.option("--no-profile", is_flag=True, help="Skip the bpf_stats pass.")
+@click.option("--start-stop", is_flag=True,
+              help="Only start and stop each tracer (--rounds times): start-up and "
+                   "Ctrl-C-to-exit times side by side, then the probe release both ways.")
 @click.option("--soak", type=float, is_flag=False, flag_value=600.0, metavar="[SECONDS]",
               help="Also: RSS of paftrace --all after SECONDS (600) of the order-0 storm.")
 @click.option("--markdown", is_flag=True, help="Also print the table of docs/PERFORMANCE.md.")
 @click.option("--json", "json_path", is_flag=False, flag_value="-", metavar="[PATH]",
               help="Write the results as JSON to PATH (- or no value: stdout).")
 def cli(quick: bool, rounds: int | None, seconds: float | None, workloads: list[str],
-        tracers: str | None, no_profile: bool, soak: float | None, markdown: bool,
-        json_path: str | None) -> None:
+        tracers: str | None, no_profile: bool, start_stop: bool, soak: float | None,
+        markdown: bool, json_path: str | None) -> None:
     """Overhead of paftrace against its peers, measured side by side (root)."""
     args = BenchArgs(rounds=rounds or (2 if quick else 5),
                      seconds=seconds or (1.0 if quick else 2.0), workloads=workloads,
                      tracers=set(tracers.split(",")) | {"baseline"} if tracers else None,
-                     no_profile=no_profile, soak=soak, markdown=markdown, json=json_path)
+                     no_profile=no_profile, start_stop=start_stop, soak=soak,
+                     markdown=markdown, json=json_path)
     sys.exit(run(args, sys.argv[1:]))
 
 
@@ -350,6 +428,10 @@ def run(args: BenchArgs, argv: list[str]) -> int:
             with wl.PipeMaxSize(max(wl.PIPE_STORM_BYTES,
                                     wl.pipe_size_for_order(wl.FAIL_ORDER))), FtraceState():
                 bench = Bench(args, exe, scratch)
+                if args.start_stop:
+                    bench.start_stop()
+                    print(start_stop_report(bench))
+                    return 0
                 disturbed = preflight()
                 for line in disturbed:
                     log(f"bench: WARNING: {line}: the baseline would pay for it")

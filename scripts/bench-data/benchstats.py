@@ -10,6 +10,7 @@ from dataclasses import dataclass
 TARGET_ORDER4_VS_FLOOR = 1.2
 TARGET_ALL_VS_FLOOR = 2.0
 TARGET_STARTUP_S = 1.0
+TARGET_STOP_S = 0.5  # Ctrl-C to exit (issue 12 item 10)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,7 @@ class Running:
         self.stdout_tail: deque[str] = deque(maxlen=3)
         self.stderr_tail: deque[str] = deque(maxlen=5)
         self.failure_lines = 0
+        self.stop_s: float | None = None  # SIGINT to exit, when SIGINT alone ended it
         self.proc = subprocess.Popen(tracer.command(scratch), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, errors="replace",
                                      start_new_session=True, preexec_fn=_default_sigint)
@@ -139,13 +140,17 @@ class Running:
         return ids
 
     def stop(self, timeout: float = 60.0) -> int:
+        """Ctrl-C, then harder; times Ctrl-C to exit (what the user waits for the prompt)."""
         for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0),
                           (signal.SIGKILL, None)):
             if self.proc.poll() is not None:
                 break
+            sent = time.monotonic()
             self.proc.send_signal(sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(wait)
+                if sig == signal.SIGINT:
+                    self.stop_s = time.monotonic() - sent
         for thread in self._threads:
             thread.join(5)
         return self.proc.returncode

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from paftrace.workloads.provoke import PIPE_MAX_SIZE, MemoryCgroup, pipe_size_for_order
+from paftrace.workloads.leftovers import remove_stale_cgroups
+from paftrace.workloads.provoke import PIPE_MAX, MemoryCgroup, cgroup_roots, pipe_size_for_order
+
+BENCH_CGROUP = "paftrace-bench-"
 
 HERE = Path(__file__).resolve().parent
 FAIL_ORDER = 4
@@ -57,21 +61,21 @@ def parse_output(text: str) -> tuple[int, float]:
 
 
 class PipeMaxSize:
-    """Raise fs.pipe-max-size for the bench (root here lacks CAP_SYS_RESOURCE), restore it."""
+    """Raise fs.pipe-max-size for the bench (root here lacks CAP_SYS_RESOURCE), restore it;
+    shared with provoke runs meanwhile, and restored after a killed bench by the next
+    user (paftrace/workloads/leftovers.py)."""
 
     def __init__(self, needed: int):
         self.needed = needed
-        self.old: str | None = None
 
     def __enter__(self) -> PipeMaxSize:
-        self.old = PIPE_MAX_SIZE.read_text().strip()
-        if int(self.old) < self.needed:
-            PIPE_MAX_SIZE.write_text(str(self.needed))
+        for line in remove_stale_cgroups(cgroup_roots(), BENCH_CGROUP) + PIPE_MAX.hold(
+                self.needed):
+            print(f"bench: {line}", file=sys.stderr, flush=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.old is not None:
-            PIPE_MAX_SIZE.write_text(self.old)
+        PIPE_MAX.leave()
 
 
 def run(exe: Path, workload: str, seconds: float, cpu: int | None = None) -> Result:
@@ -92,7 +96,7 @@ def _run_fail(exe: Path, seconds: float, cpu: int | None) -> Result:
     """A worker in a memory cgroup set just below one more order-4 block."""
     pipe_size = pipe_size_for_order(FAIL_ORDER)
     block = (1 << FAIL_ORDER) * os.sysconf("SC_PAGE_SIZE")
-    cgroup = MemoryCgroup(f"paftrace-bench-{os.getpid()}")
+    cgroup = MemoryCgroup(f"{BENCH_CGROUP}{os.getpid()}")
     worker = None
     try:
         cgroup.no_swap()

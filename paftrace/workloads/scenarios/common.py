@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,25 +12,11 @@ from pathlib import Path
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.frag import blocks_at_or_above
 from paftrace.workloads.childproc import python_env, read_line
+from paftrace.workloads.leftovers import SharedSysctl, signals_interrupt
 
 
 class ScenarioError(RuntimeError):
     """Something a user can fix; printed as one line."""
-
-
-def _as_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise KeyboardInterrupt like Ctrl-C, so `finally` cleans up."""
-    old = {sig: signal.signal(sig, _as_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def meminfo_mib(field: str) -> int:
@@ -81,6 +66,8 @@ def fragmenting(mib: int, hold: float, on_touched: Callable[[dict], None] | None
 
 
 PCP_HIGH_FRACTION = Path("/proc/sys/vm/percpu_pagelist_high_fraction")
+# Shared by concurrent runs and restored after a killed one (paftrace/workloads/leftovers.py).
+PCP_FRACTION = SharedSysctl(PCP_HIGH_FRACTION, "percpu_pagelist_high_fraction")
 
 
 @contextlib.contextmanager
@@ -92,14 +79,15 @@ def small_pcp_lists() -> Iterator[None]:
     vm.percpu_pagelist_high_fraction (zone pages / fraction, at least 4 batches) sends
     them on to the buddy lists at once (mm/page_alloc.c zone_highsize)."""
     try:
-        old = PCP_HIGH_FRACTION.read_text().strip()
-        PCP_HIGH_FRACTION.write_text("100000")
+        said = PCP_FRACTION.hold(100000)
     except OSError as exc:
         raise ScenarioError(f"cannot set vm.percpu_pagelist_high_fraction (root?): {exc}") from exc
+    for line in said:
+        print(f"small-pcp: {line}", file=sys.stderr, flush=True)
     try:
         yield
     finally:
-        PCP_HIGH_FRACTION.write_text(old)
+        PCP_FRACTION.leave()
 
 
 def bounded_mib(mib: int, reserve_mib: int = 128) -> int:

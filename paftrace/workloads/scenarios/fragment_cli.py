@@ -11,12 +11,14 @@ and the free order-0 blocks, from /proc/buddyinfo.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
 import click
 
 from paftrace.workloads.scenarios.common import (
+    PCP_FRACTION,
     ScenarioError,
     bounded_mib,
     emit,
@@ -59,6 +61,9 @@ def state(phase: str, order: int, **extra: object) -> dict:
 
 
 def run(mib: int, hold: float, order: int, small_pcp: bool) -> None:
+    if os.geteuid() == 0:  # what a killed --small-pcp run left (no-op if nothing)
+        for line in PCP_FRACTION.recover():
+            print(f"fragment: {line}", file=sys.stderr, flush=True)
     with small_pcp_lists() if small_pcp else contextlib.nullcontext():
         fragment(mib, hold, order)
 
@@ -83,8 +88,15 @@ def fragment(mib: int, hold: float, order: int) -> None:
 @click.option("--small-pcp", is_flag=True,
               help="Shrink the per-CPU page lists meanwhile (root), so that freed pages show in "
                    "buddyinfo at once; restored at the end.")
-def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp: bool) -> None:
+@click.option("--cleanup", is_flag=True,
+              help="Only restore vm.percpu_pagelist_high_fraction after a run that was killed "
+                   "(a normal run does it too, when it starts).")
+def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp: bool,
+        cleanup: bool) -> None:
     """Fragment free memory for a while, and show what buddyinfo says."""
+    if cleanup:
+        sys.exit(run_scenario("fragment", lambda: emit({"cleaned": PCP_FRACTION.recover()}),
+                              ""))
     if mib is not None and share is not None:
         raise click.UsageError("--mib and --share exclude each other")
     sys.exit(run_scenario("fragment", lambda: run(plan_mib(mib, share or 50.0), hold, order,

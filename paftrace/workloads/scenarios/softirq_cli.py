@@ -91,6 +91,9 @@ def run(args: EchoOptions) -> dict:
     size = args.size or size_for_order(args.order, args.mtu)
     if os.geteuid() != 0:
         raise ScenarioError("needs root (network namespaces, raw sockets): run it with sudo")
+    for name in netns.remove_stale():  # what a killed run left
+        print(f"softirq-highorder: removed namespace {name} of a run that is gone",
+              file=sys.stderr, flush=True)
     with netns.VethPair(args.mtu) as pair:
         with netns.entered(pair.receiver):
             netns.set_scatter_gather(netns.DEVICE, args.keep_sg)
