@@ -48,6 +48,7 @@ class TraceOptions:
     perfbuf_pages: int = 64
     agg_entries: int = 16384
     sample_every: int = 0  # --all: take a stack 1 in N events; 0 = adaptive
+    cgroup: str | None = None  # --cgroup PATH: this cgroup and below
 
     @property
     def order_label(self) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from types import FrameType
 
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
+from paftrace.attribution import Attributor, CgroupFilter
+from paftrace.cause import CAUSES
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
 from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
@@ -78,6 +80,9 @@ class Tracer:
                                       old_migratetypes=plan.failure_field == "page",
                                       kprobe_warn=plan.warn_kprobe is not None,
                                       kprobe_printed=plan.printed_kprobe is not None)
+        self.attributor = Attributor(self.session.gfp_table)
+        self.cgroup_filter = CgroupFilter(options.cgroup, self.attributor.resolver)
+        self.filtered_out = 0
         self.started = time.monotonic()
 
     def attached_info(self) -> dict:
@@ -95,30 +100,36 @@ class Tracer:
     def _on_raw(self, raw: RawFailure) -> None:
         self.records += 1
         failure = self.decoder.decode(raw)
-        if self.memory is not None:
-            failure.buddyinfo = self._memory_snapshot(failure)
+        sample = self._nearest_sample(failure) if self.memory is not None else None
         reclaim = self.session.reclaim
         if reclaim is not None and failure.context == "process":
             failure.stall = reclaim.stall_info(failure.tid, failure.ts_ns)
+        self.attributor.annotate(failure, raw.gfp, getattr(raw, "cgroup_id", 0), sample)
+        if not self.cgroup_filter.matches(failure.cgroup):
+            self.filtered_out += 1
+            return
+        if sample is not None:
+            self._send_sample(sample)
+            failure.buddyinfo = failure_snapshot(sample, failure.order, failure.gfp_flags,
+                                                 failure_ts_ns=failure.ts_ns)
         self.aggregator.add(failure)
         self.renderer.failure(failure)
 
-    def _memory_snapshot(self, failure: Failure) -> dict | None:
-        """The free lists when it failed; the sample itself goes into the stream once,
-        so the failure's `sample_ts_ns` points at a `buddyinfo` record."""
+    def _nearest_sample(self, failure: Failure) -> MemorySample | None:
+        """The free lists when it failed."""
         assert self.memory is not None
         try:
             self.memory.latest()  # re-reads at most once per interval
         except OSError:
             return None
-        sample = self.memory.nearest(failure.ts_ns)
-        if sample is None:
-            return None
+        return self.memory.nearest(failure.ts_ns)
+
+    def _send_sample(self, sample: MemorySample) -> None:
+        """Each sample goes into the stream once, so a failure's `sample_ts_ns` points at
+        a `buddyinfo` record."""
         if sample.ts_ns not in self._samples_sent:
             self._samples_sent.add(sample.ts_ns)
             self.renderer.event(sample_record(sample, self.options.order_min))
-        return failure_snapshot(sample, failure.order, failure.gfp_flags,
-                                failure_ts_ns=failure.ts_ns)
 
     def _on_stall(self, stall: Stall) -> None:
         self.renderer.event(stall.to_record())
@@ -200,6 +211,11 @@ class Tracer:
             "failures_reported": self.records,
             "failures_by_context": self.failures_by_context(),
             "by_class": dict(self.aggregator.by_class),
+            "by_cause": {c: self.aggregator.by_cause[c] for c in CAUSES
+                         if self.aggregator.by_cause[c]},
+            "by_cgroup": dict(self.aggregator.by_cgroup.most_common(50)),
+            "cgroup_filter": self.cgroup_filter.describe(),
+            "failures_filtered_by_cgroup": self.filtered_out,
             "call_sites": [site.to_json() for site in self.aggregator.top(20)],
             "lost": self.lost(),
             "allocations": self._allocations() if self.options.trace_all else [],

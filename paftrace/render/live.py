@@ -16,6 +16,8 @@ from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
 from paftrace.render.memory import memory_panel
 from paftrace.render.plain import (
+    cause_text,
+    cgroup_text,
     context_label,
     stall_before,
     stall_detail,
@@ -57,19 +59,24 @@ def _triage_line(s: Snapshot) -> Text:
                 f"  rate-limited {c.get('rate-limited', 0)}  | ")
     text.append(", ".join(f"{k} {v}" for k, v in s.failures_by_context.items() if v) or
                 "no context yet")
+    if s.failures.by_cause:
+        text.append("  | cause: ")
+        text.append(", ".join(f"{k} {v}" for k, v in s.failures.by_cause.most_common()),
+                    style="bold")
     return text
 
 
 def _sites_table(s: Snapshot, now_ns: int) -> Table:
     table = Table(title="Failing call sites", title_justify="left", box=None, padding=(0, 1))
-    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict", "blame"):
+    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict", "cause", "blame",
+                "cgroup"):
         table.add_column(col, overflow="fold")
     for site in s.failures.top(8):
         f = site.sample
         table.add_row(str(site.count), f"{site.rate(now_ns):.1f}", wall_clock(site.last_ns),
                       str(f.order), _t("|".join(f.gfp_flags)), _t(context_label(f)),
                       _t(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, "")),
-                      _t(f.blame))
+                      _t(f.cause, "bold"), _t(f.blame), _t(cgroup_text(f)))
     return table
 
 
@@ -79,6 +86,8 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
         f = site.sample
         body = Text()
         body.append(f"rule: {f.rule}\n", style="italic")
+        body.append(printable(cause_text(f)) + "\n", style="bold")
+        body.append(printable(f"cgroup: {cgroup_text(f)}") + "\n")
         if f.buddyinfo:  # the free lists when this call site last failed
             body.append(buddy_line(f.buddyinfo) + "\n", style="cyan")
         stalled = stall_before(f)
@@ -161,7 +170,8 @@ class LiveRenderer:
         self._last_draw = time.monotonic()
 
     def failure(self, failure: Failure) -> None:
-        detail = f"order {failure.order} {context_label(failure)} {failure.requester or '?'}"
+        detail = (f"order {failure.order} {context_label(failure)} {failure.requester or '?'} "
+                  f"cause={failure.cause}")
         stalled = stall_before(failure)
         if stalled:
             detail += " " + stalled

@@ -139,8 +139,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0,
-            comm: str | None = None) -> ProvokeResult:
-    """Produce `count` failed allocations of `order`; returns what happened."""
+            comm: str | None = None, hold: float = 0.0) -> ProvokeResult:
+    """Produce `count` failed allocations of `order`; returns what happened.
+
+    `hold`: seconds to keep the worker and its cgroup at the limit afterwards, so an
+    observer reading the cgroup's state from user space (paftrace's cause) still finds it."""
     if os.geteuid() != 0:
         raise ProvokeError("provoking failures needs root (memory cgroup, fs.pipe-max-size)")
     pipe_size = pipe_size_for_order(order)
@@ -173,6 +176,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
         cgroup.set_limit(cgroup.usage() + block // 2)
         _send(worker, "go")
         line = _expect(worker, "done", timeout)
+        time.sleep(hold)
         cgroup.set_limit((fill_mib + 32) << 20)
         _, failures, grown = line.split()
         return ProvokeResult(order=order, requested=count, failures=int(failures),
@@ -242,9 +246,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fill-mib", type=int, default=16, help="memory the worker touches")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--comm", help="task name of the failing worker (tests use it)")
+    parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
+                        help="keep the cgroup at its limit this long after the failures, for "
+                             "observers that read its state (default 0)")
     args = parser.parse_args(argv)
     try:
-        result = provoke(args.count, args.order, args.fill_mib, args.timeout, args.comm)
+        result = provoke(args.count, args.order, args.fill_mib, args.timeout, args.comm,
+                         args.hold)
     except (ProvokeError, OSError) as exc:
         print(f"provoke: {exc}", file=sys.stderr)
         return 1
