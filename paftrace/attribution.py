@@ -172,3 +172,14 @@ class CgroupFilter:
 
     def describe(self) -> str | None:
         return self.path
+
+    def missing(self) -> str | None:
+        """Why the PATH cannot be a cgroup here (a typo must not silently match nothing)."""
+        if self.path is None or self.path == "/":
+            return None
+        mounts = self.resolver.mounts
+        roots = [r for r in (mounts.v2, mounts.v1_memory) if r is not None]
+        if any((r / self.path.lstrip("/")).is_dir() for r in roots):
+            return None
+        where = " or ".join(str(r) for r in roots) or "no cgroup mount"
+        return f"--cgroup {self.path}: no such cgroup under {where}"

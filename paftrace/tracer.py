@@ -12,6 +12,7 @@ from types import FrameType
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
 from paftrace.attribution import Attributor, CgroupFilter
 from paftrace.cause import CAUSES
+from paftrace.cgroups import CgroupResolver
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
 from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
@@ -72,6 +73,11 @@ class Tracer:
         self.records = 0
         self.sample_every = options.sample_every or 1
         self.stacks_estimated = self.sample_every != 1
+        # A --cgroup typo is reported before the seconds spent compiling BPF.
+        self.cgroup_filter = CgroupFilter(options.cgroup, CgroupResolver())
+        problem = self.cgroup_filter.missing()
+        if problem:
+            raise LoaderError(problem)
         self.session = TraceSession(options, self._on_raw)
         if self.session.reclaim is not None:
             self.session.reclaim.on_stall = self._on_stall
@@ -80,8 +86,7 @@ class Tracer:
                                       old_migratetypes=plan.failure_field == "page",
                                       kprobe_warn=plan.warn_kprobe is not None,
                                       kprobe_printed=plan.printed_kprobe is not None)
-        self.attributor = Attributor(self.session.gfp_table)
-        self.cgroup_filter = CgroupFilter(options.cgroup, self.attributor.resolver)
+        self.attributor = Attributor(self.session.gfp_table, self.cgroup_filter.resolver)
         self.filtered_out = 0
         self.started = time.monotonic()
 

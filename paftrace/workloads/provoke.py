@@ -139,11 +139,13 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0,
-            comm: str | None = None, hold: float = 0.0) -> ProvokeResult:
+            comm: str | None = None, hold: float = 0.0,
+            name: str | None = None) -> ProvokeResult:
     """Produce `count` failed allocations of `order`; returns what happened.
 
     `hold`: seconds to keep the worker and its cgroup at the limit afterwards, so an
-    observer reading the cgroup's state from user space (paftrace's cause) still finds it."""
+    observer reading the cgroup's state from user space (paftrace's cause) still finds it.
+    `name`: the cgroup's name (default paftrace-provoke-PID), e.g. for a --cgroup filter."""
     if os.geteuid() != 0:
         raise ProvokeError("provoking failures needs root (memory cgroup, fs.pipe-max-size)")
     pipe_size = pipe_size_for_order(order)
@@ -154,7 +156,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
     fcntl.flock(lock, fcntl.LOCK_EX)
     old_handler = signal.signal(signal.SIGTERM, _terminate)
     old_max = PIPE_MAX_SIZE.read_text().strip()
-    cgroup = MemoryCgroup(f"paftrace-provoke-{os.getpid()}")
+    cgroup = MemoryCgroup(name or f"paftrace-provoke-{os.getpid()}")
     worker: subprocess.Popen[str] | None = None
     try:
         if int(old_max) < pipe_size:
@@ -249,10 +251,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
                         help="keep the cgroup at its limit this long after the failures, for "
                              "observers that read its state (default 0)")
+    parser.add_argument("--name", help="cgroup to create, relative to the memory hierarchy "
+                                       "(default paftrace-provoke-PID); its parent must "
+                                       "exist, itself not")
     args = parser.parse_args(argv)
+    if args.name is not None and (args.name.startswith("/") or any(
+            part in ("", ".", "..") for part in args.name.split("/"))):
+        parser.error("--name must be a relative path without '.', '..' or empty parts")
     try:
         result = provoke(args.count, args.order, args.fill_mib, args.timeout, args.comm,
-                         args.hold)
+                         args.hold, args.name)
     except (ProvokeError, OSError) as exc:
         print(f"provoke: {exc}", file=sys.stderr)
         return 1
