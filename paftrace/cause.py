@@ -255,7 +255,7 @@ def classify(req: Request, sample: MemorySample | None, sample_age_ms: float | N
     shortage = _shortage(allowed)
     evidence["shortage"] = shortage
     if shortage is not None:
-        what = _shortage_sentence(shortage, allowed, req, reserve)
+        what = _shortage_sentence(shortage, allowed, req, reserve) + _elsewhere(sample, req)
         if early:
             return Cause(GAVE_UP, f"gave up: {early}; {what}{_stall_words(req)}", evidence)
         return Cause(shortage, what + _stall_words(req), evidence)
@@ -289,6 +289,17 @@ def _shortage_sentence(shortage: str, zones: list[dict], req: Request,
     below = "; ".join(_zone_words(z, req.order) for z in zones if z["blocks_at_or_above"])
     return (f"blocks >= order {req.order} exist but every zone holding them is below the "
             f"watermark this request must clear, {reserve.describe()}: {below}")
+
+
+def _elsewhere(sample: MemorySample, req: Request) -> str:
+    """Zones the gfp mask does not allow that had the blocks (e.g. DMA32 for a GFP_DMA
+    request): why "memory was free" is not the whole story."""
+    allowed = eligible_zones(set(req.flags) | set(req.table.decode(req.mask)))
+    other = [f"N{z.node}/{z.zone} {frag.blocks_at_or_above(z.free, req.order)}"
+             for z in sample.zones
+             if z.zone not in allowed and frag.blocks_at_or_above(z.free, req.order)]
+    return (f" (the gfp zone bits exclude {', '.join(other)} blocks >= order {req.order})"
+            if other else "")
 
 
 def _node_sentence(r: NodeRestriction, allowed: list[dict], outside: list[dict],

@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from paftrace.cause import Cause
 from paftrace.explain.advice import Assessment, VmSettings, assess, read_vm_settings
+from paftrace.explain.cause_read import report_cause
 from paftrace.explain.context_read import ContextReading, read_context, usable_frames
 from paftrace.explain.kernel import TableChoice, choose_table
 from paftrace.explain.parse import parse_reports
@@ -22,6 +24,7 @@ class Explanation:
     assessment: Assessment
     count: int = 1
     lines: list[int] = field(default_factory=list)
+    cause: Cause | None = None
 
     def signature(self) -> tuple[Any, ...]:
         frames, _ = usable_frames(self.report.frames)
@@ -54,6 +57,8 @@ class Explanation:
             "advice": [vars(p) for p in self.assessment.advice],
             "count": self.count, "lines": self.lines,
             "partial": r.partial, "problems": r.problems,
+            "cause": self.cause.cause if self.cause else None,
+            "cause_evidence": self.cause.to_json() if self.cause else None,
         }
 
 
@@ -62,14 +67,17 @@ def _is_this_machine(report: Report) -> bool:
 
 
 def explain_report(report: Report, kernel: str | None = None,
-                   vm: VmSettings | None = None) -> Explanation:
+                   vm: VmSettings | None = None, nearby: list[str] | None = None
+                   ) -> Explanation:
+    """`nearby`: the log lines around the report (memcg OOM lines are evidence)."""
     choice = choose_table(report, kernel)
     reading = read_context(report.frames, report.comm)
     if vm is None:
         vm = read_vm_settings() if _is_this_machine(report) else VmSettings()
-    assessment = assess(report, choice.table, reading.context, vm)
+    cause = report_cause(report, choice.table, reading.context, nearby)
+    assessment = assess(report, choice.table, reading.context, vm, cause)
     return Explanation(report, choice, choice.table.decode(report.mode), reading, assessment,
-                       lines=[report.line])
+                       lines=[report.line], cause=cause)
 
 
 def group(explanations: list[Explanation]) -> list[Explanation]:
@@ -87,5 +95,9 @@ def group(explanations: list[Explanation]) -> list[Explanation]:
 
 def explain_text(text: str, kernel: str | None = None, vm: VmSettings | None = None,
                  grouped: bool = True) -> list[Explanation]:
-    found = [explain_report(r, kernel, vm) for r in parse_reports(text)]
+    reports = parse_reports(text)
+    lines = text.splitlines()
+    starts = [r.line for r in reports] + [len(lines) + 1]
+    found = [explain_report(r, kernel, vm, lines[max(0, prev - 1):nxt - 1])
+             for r, prev, nxt in zip(reports, [1, *starts[:-2]], starts[1:])]
     return group(found) if grouped else found
