@@ -17,6 +17,7 @@ from paftrace.gfp import GfpTable
 from paftrace.procfs.memcg import MemcgReading, read_chain
 from paftrace.procfs.sampler import MemorySample
 from paftrace.records import Failure
+from paftrace.triage import cause_advice
 
 
 def parse_cpulist(text: str) -> set[int]:
@@ -142,6 +143,9 @@ class Attributor:
         result = classify(req, sample, age, memcg, self.restriction(failure, req.flags))
         failure.cause = result.cause
         failure.cause_evidence = result.to_json()
+        failure.cause_evidence["advice"] = [
+            {"text": text, "evidence": ev}
+            for text, ev in cause_advice(result.cause, result.evidence, failure.cgroup)]
 
 
 class CgroupFilter:

@@ -70,7 +70,7 @@ def severity(table: GfpTable, mask: int, order: int, context: str) -> tuple[str,
         return HARMFUL, "atomic allocation without __GFP_NOWARN: no reclaim, no fallback"
     if order > PAGE_ALLOC_COSTLY_ORDER:
         return HARMFUL, (f"costly order {order} without __GFP_NOWARN: the caller did not plan "
-                         "for failure; compaction could not produce a block")
+                         "for failure (why it failed: see the cause)")
     return HARMFUL, "no __GFP_NOWARN/__GFP_NORETRY: the caller did not plan for failure"
 
 
@@ -142,4 +142,14 @@ def cause_advice(cause: str, evidence: dict, cgroup: dict | None = None
     if cause == "unknown":
         return [("collect what is missing: " + "; ".join(evidence.get("missing") or []),
                  "the evidence did not decide")]
-    return []  # no-free-block / watermark: the min_free_kbytes / compaction advice applies
+    if cause == "no-free-block":
+        return [("fragmentation: `echo 1 > /proc/sys/vm/compact_memory` once to confirm, then "
+                 "vm.compaction_proactiveness (5.9+); for atomic bursts raise "
+                 "vm.min_free_kbytes (`paftrace explain` on a report computes a value)",
+                 f"no free block >= order {evidence.get('order')} in the allowed zones")]
+    if cause == "watermark":
+        rule = (evidence.get("watermark_rule") or {}).get("rule", "")
+        return [("free memory is below the watermark this request must clear: kswapd is "
+                 "behind; raise vm.watermark_scale_factor (kswapd starts earlier) or "
+                 "vm.min_free_kbytes", rule)]
+    return []

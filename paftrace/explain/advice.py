@@ -171,7 +171,7 @@ def assess(report: Report, table: GfpTable, context: str | None,
     frag = fragmentation(order, report.free_areas)
     if frag:
         result.findings.append(frag)
-    if cause is not None:
+    if cause is not None and cause.cause not in ("no-free-block", "watermark"):
         result.advice += [Point(text, ev) for text, ev in cause_advice(cause.cause,
                                                                        cause.evidence)]
     tunable = cause is None or cause.cause in ("no-free-block", "watermark", "unknown")
