@@ -270,3 +270,32 @@ def test_evidence_is_json_serialisable_with_the_sentence():
                    MemcgFacts(v1_provoke()))
     out = json.loads(json.dumps(got.to_json()))
     assert out["sentence"] == got.sentence and out["order"] == 6
+
+
+def test_memcg_advice_is_about_the_containers_limit_never_min_free_kbytes():
+    from paftrace.triage import cause_advice
+
+    got = classify(Request(6, GFP_KERNEL_ACCOUNT_NOWARN, T618), LIVE, 3.0,
+                   MemcgFacts(v1_provoke()))
+    unit = {"kind": "docker", "name": "4f1c3a9b2d7e", "pod": None}
+    advice = cause_advice(got.cause, got.evidence, {"unit": unit})
+    first, evidence = advice[0]
+    assert first.startswith("the container is at its memory limit: docker update --memory "
+                            "27.5 MiB 4f1c3a9b2d7e")
+    assert "usage 21.9 MiB of limit 22.0 MiB, 232.0 KiB of it kernel memory" in evidence
+    texts = " ".join(text for text, _ in advice)
+    assert "raise vm.min_free_kbytes" not in texts and "do not help" in texts
+    service = cause_advice(got.cause, got.evidence,
+                           {"unit": {"kind": "systemd-service", "name": "a.service"}})
+    assert "systemctl set-property a.service MemoryMax=" in service[0][0]
+
+
+@pytest.mark.parametrize("cause,needle", [("no-free-block", "compact_memory"),
+                                          ("watermark", "watermark_scale_factor"),
+                                          ("gave-up", "gives up early by design"),
+                                          ("node-or-policy", "cpuset.mems"),
+                                          ("unknown", "collect what is missing")])
+def test_every_cause_has_advice(cause, needle):
+    from paftrace.triage import cause_advice
+
+    assert needle in " ".join(t for t, _ in cause_advice(cause, {"missing": ["x"]}))

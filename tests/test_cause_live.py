@@ -57,6 +57,10 @@ def test_provoked_memcg_failures_are_memcg_limit_with_usage_and_limit(parent_cgr
         assert "not fragmentation" in sentence and "limit" in sentence
         # The buddy lists had blocks: the evidence says so, with the numbers.
         assert sum(z["blocks_at_or_above"] for z in f["cause_evidence"]["zones"]) > 0
+        advice = f["cause_evidence"]["advice"]
+        assert advice[0]["text"].startswith("the container is at its memory limit")
+        assert f"/{name}: usage " in advice[0]["evidence"]
+        assert not any("raise vm.min_free_kbytes" in a["text"] for a in advice)
     summary = run.summary
     assert summary["by_cause"]["memcg-limit"] >= 3
     assert summary["by_cgroup"][f"/{name}"] == 3
