@@ -88,6 +88,8 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
         body.append(f"rule: {f.rule}\n", style="italic")
         body.append(printable(cause_text(f)) + "\n", style="bold")
         body.append(printable(f"cgroup: {cgroup_text(f)}") + "\n")
+        for item in (f.cause_evidence or {}).get("advice", [])[:1]:
+            body.append(printable(f"advice: {item['text']}") + "\n", style="green")
         if f.buddyinfo:  # the free lists when this call site last failed
             body.append(buddy_line(f.buddyinfo) + "\n", style="cyan")
         stalled = stall_before(f)
