@@ -53,19 +53,47 @@ def status_mems_allowed(text: str) -> set[int] | None:
     return None
 
 
+class TtlCache:
+    """Values kept `ttl_s`: a storm of failures from one task reads its files once per
+    period, not once per record."""
+
+    def __init__(self, ttl_s: float, size: int = 4096):
+        self.ttl_ns = int(ttl_s * 1e9)
+        self.size = size
+        self._items: dict = {}
+
+    def get(self, key, make):
+        now = time.monotonic_ns()
+        hit = self._items.get(key)
+        if hit is not None and now - hit[0] < self.ttl_ns:
+            return hit[1]
+        if len(self._items) >= self.size:
+            self._items.clear()
+        value = make()
+        self._items[key] = (now, value)
+        return value
+
+
 class Attributor:
     """Live cgroup/memcg/NUMA facts per failure, with readings kept to see counters rise."""
 
     def __init__(self, table: GfpTable, resolver: CgroupResolver | None = None,
-                 proc: str = "/proc", sys_root: str = "/sys"):
+                 proc: str = "/proc", sys_root: str = "/sys", cache_s: float = 0.1):
         self.table = table
         self.resolver = resolver or CgroupResolver(proc=proc)
         self.proc = Path(proc)
         self.cpu_node, self.memory_nodes = read_numa(sys_root)
         self._previous: dict[str, MemcgReading] = {}
+        self._cgroups = TtlCache(cache_s)
+        self._memcg = TtlCache(cache_s)
 
     def cgroup_of(self, failure: Failure, cgroup_id: int) -> dict:
-        """The `cgroup` object of a failure record (README JSON contract)."""
+        """The `cgroup` object of a failure record (README JSON contract); a copy, as
+        records are rendered independently."""
+        key = (failure.pid, cgroup_id, failure.context)
+        return dict(self._cgroups.get(key, lambda: self._cgroup_of(failure, cgroup_id)))
+
+    def _cgroup_of(self, failure: Failure, cgroup_id: int) -> dict:
         mounts = self.resolver.mounts
         out: dict = {"id": cgroup_id or None, "path": None, "memory_path": None,
                      "memory_version": mounts.memory_version, "unit": None}
@@ -95,6 +123,9 @@ class Attributor:
         return out
 
     def memcg_facts(self, cgroup: dict) -> MemcgFacts:
+        return self._memcg.get(cgroup.get("memory_path"), lambda: self._memcg_facts(cgroup))
+
+    def _memcg_facts(self, cgroup: dict) -> MemcgFacts:
         mounts = self.resolver.mounts
         version = mounts.memory_version
         root = mounts.v1_memory if version == 1 else mounts.v2

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from paftrace.gfp import GfpTable
 from paftrace.procfs import frag
@@ -51,7 +52,7 @@ class Request:
     stall: dict | None = None     # StallLog.stall_info of the task, process context only
     page_size: int = PAGE_SIZE
 
-    @property
+    @cached_property
     def flags(self) -> frozenset[str]:
         """Single __GFP_* bits set (composites such as GFP_KERNEL_ACCOUNT hide them)."""
         return frozenset(name for value, name in self.table.entries

@@ -107,6 +107,21 @@ def _container(kind: str, cid: str, pod: str | None) -> Unit:
     return Unit(kind, cid[:12])
 
 
+PF_EXITING = 0x4  # include/linux/sched.h
+
+
+def task_exiting(stat: str) -> bool:
+    """/proc/PID/stat: zombie/dead state or PF_EXITING in the flags (field 9). The task
+    name (field 2) may hold spaces and parentheses: fields are counted after the last ')'."""
+    rest = stat.rpartition(")")[2].split()
+    if len(rest) < 7:
+        return True
+    try:
+        return rest[0] in ("Z", "X", "x") or bool(int(rest[6]) & PF_EXITING)
+    except ValueError:
+        return True
+
+
 class CgroupResolver:
     """cgroup2 id -> path (walk of the mount, cached); v1 memory path of a pid."""
 
@@ -167,8 +182,15 @@ class CgroupResolver:
         return out
 
     def proc_cgroups(self, pid: int) -> dict[str, str] | None:
-        """{controller: path} of a live process; None when it has exited."""
+        """{controller: path} of a live process; None when it has exited or is exiting:
+        an exiting task is moved to the root cgroup (kernel/cgroup/cgroup.c cgroup_exit),
+        so its /proc/PID/cgroup no longer says where it failed."""
+        base = self.proc / str(pid)
         try:
-            return parse_proc_cgroup((self.proc / str(pid) / "cgroup").read_text())
+            found = parse_proc_cgroup((base / "cgroup").read_text())
+            # Read after the cgroup file: exiting is for good, so a task not exiting now
+            # was not exiting when its cgroup was read.
+            stat = (base / "stat").read_text()
         except OSError:
             return None
+        return None if task_exiting(stat) else found

@@ -118,16 +118,18 @@ T618 = table_from_print_fmt(parse_format(
     (DATA / "formats" / "mm_page_alloc-6.18.format").read_text()).print_fmt)
 
 
-def _host(tmp_path: Path) -> Attributor:
+def _host(tmp_path: Path, cache_s: float = 0.0) -> Attributor:
     """A v1 host: the provoke capture as the memory hierarchy, one live pid in it."""
     memory = tmp_path / "memory"
     shutil.copytree(DATA / "memcg" / "v1-provoke", memory)
     proc = tmp_path / "proc" / "77"
     proc.mkdir(parents=True)
     (proc / "cgroup").write_text("4:memory:/paftrace-provoke\n0::/\n")
+    (proc / "stat").write_text("77 (w) S 1 77 77 0 -1 4194560 100 0 0 0")
     (proc / "status").write_text("Mems_allowed_list:\t0\n")
     resolver = CgroupResolver(CgroupMounts(v1_memory=memory), proc=str(tmp_path / "proc"))
-    return Attributor(T618, resolver, proc=str(tmp_path / "proc"), sys_root=str(tmp_path))
+    return Attributor(T618, resolver, proc=str(tmp_path / "proc"), sys_root=str(tmp_path),
+                      cache_s=cache_s)
 
 
 def test_attribution_on_a_v1_host_names_the_memory_cgroup_and_classifies(tmp_path):
@@ -161,3 +163,38 @@ def test_cgroup_filter_matches_the_subtree_only():
     assert not flt.matches({"memory_path": "/system.slice2/x", "path": None})
     assert not flt.matches(None)
     assert CgroupFilter(None, CgroupResolver(CgroupMounts())).matches(None)
+
+
+@pytest.mark.parametrize("stat,exiting", [
+    ("77 (w) S 1 77 77 0 -1 4194560 100 0 0 0", False),
+    ("77 (a b) c) R 1 77 77 0 -1 4194564 100 0 0 0", True),   # PF_EXITING (0x4)
+    ("77 (w) Z 1 77 77 0 -1 4194560 100 0 0 0", True),
+    ("77 (w)", True),
+])
+def test_exiting_tasks_are_told_apart(stat, exiting):
+    from paftrace.cgroups import task_exiting
+
+    assert task_exiting(stat) is exiting
+
+
+def test_an_exiting_task_has_no_cgroup_to_report(tmp_path):
+    # An exiting task reads as the root cgroup: that must not be taken for its cgroup.
+    proc = tmp_path / "77"
+    proc.mkdir()
+    (proc / "cgroup").write_text("4:memory:/\n")
+    (proc / "stat").write_text("77 (w) R 1 77 77 0 -1 4194564 100 0 0 0")
+    resolver = CgroupResolver(CgroupMounts(), proc=str(tmp_path))
+    assert resolver.proc_cgroups(77) is None
+    (proc / "stat").write_text("77 (w) S 1 77 77 0 -1 4194560 100 0 0 0")
+    assert resolver.proc_cgroups(77) == {"memory": "/"}
+
+
+def test_a_storm_reads_the_files_once_per_period(tmp_path):
+    attributor = _host(tmp_path, cache_s=60.0)
+    first, second = _failure(77), _failure(77)
+    attributor.annotate(first, 0x442dc0, 0, None)
+    (tmp_path / "memory" / "paftrace-provoke" / "memory.failcnt").write_text("60\n")
+    (tmp_path / "proc" / "77" / "cgroup").write_text("4:memory:/elsewhere\n")
+    attributor.annotate(second, 0x442dc0, 0, None)
+    assert second.cgroup == first.cgroup and second.cgroup is not first.cgroup
+    assert second.cause_evidence["memcg"]["levels"][0]["limit_events"] == 57

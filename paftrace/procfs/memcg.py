@@ -133,9 +133,11 @@ def ancestors(path: str) -> list[str]:
 
 
 def read_chain(root: Path, path: str, version: int, ts_ns: int = 0) -> list[MemcgReading]:
-    """The cgroup and its ancestors up to the root, leaf first; empty if the leaf is gone."""
+    """The cgroup and its ancestors, leaf first; empty if the leaf is gone. The root is
+    left out (unless it is the leaf): it cannot have a limit (v1 refuses one, v2 has no
+    memory.max) and its v1 usage_in_bytes sums every cgroup's statistics."""
     out = []
-    for p in ancestors(path):
+    for p in ancestors(path)[:-1] or ["/"]:
         reading = read_memcg(root, p, version, ts_ns)
         if reading is None:
             if not out:

@@ -139,7 +139,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0,
-            comm: str | None = None, hold: float = 0.0,
+            comm: str | None = None, hold: float = 0.5,
             name: str | None = None) -> ProvokeResult:
     """Produce `count` failed allocations of `order`; returns what happened.
 
@@ -248,9 +248,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fill-mib", type=int, default=16, help="memory the worker touches")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--comm", help="task name of the failing worker (tests use it)")
-    parser.add_argument("--hold", type=float, default=0.0, metavar="SECONDS",
-                        help="keep the cgroup at its limit this long after the failures, for "
-                             "observers that read its state (default 0)")
+    parser.add_argument("--hold", type=float, default=0.5, metavar="SECONDS",
+                        help="keep the worker and its cgroup at the limit this long after the "
+                             "failures, so observers reading its state from user space (paftrace "
+                             "names the cause and the cgroup) find it (default 0.5)")
     parser.add_argument("--name", help="cgroup to create, relative to the memory hierarchy "
                                        "(default paftrace-provoke-PID); its parent must "
                                        "exist, itself not")
