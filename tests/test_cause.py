@@ -300,3 +300,39 @@ def test_every_cause_has_advice(cause, needle):
     from paftrace.triage import cause_advice
 
     assert needle in " ".join(t for t, _ in cause_advice(cause, {"missing": ["x"]}))
+
+
+def _sample_from_record(rec: dict):
+    """A `buddyinfo` JSON record (what the tracer printed) back into a sample."""
+    from paftrace.procfs.sampler import MemorySample, ZoneSample
+    from paftrace.procfs.zoneinfo import ZoneInfo
+
+    zones = []
+    for z in rec["zones"]:
+        attrs = {"pages free": z["pages_free"], **z["watermarks"], "managed": z["managed"]}
+        zones.append(ZoneSample(z["node"], z["zone"], tuple(z["free"]),
+                                ZoneInfo(z["node"], z["zone"], attrs, tuple(z["protection"]))))
+    return MemorySample(rec["ts_ns"], zones)
+
+
+def test_a_real_guest_failure_reclassified_from_its_own_trace():
+    # The 6.1 QEMU guest of the kernel matrix: pafwarn's GFP_KERNEL|GFP_DMA|__GFP_NORETRY
+    # order-10 failure, after it had taken DMA's order-10 blocks; the tracer's samples
+    # (1 s apart) bracket it, the nearer one 74 ms after it, when the blocks were back.
+    import json
+
+    from paftrace.gfp_tables import table_for_kernel
+
+    lines = [json.loads(x) for x in (DATA / "kernel_matrix" / "guest-6.1-live" /
+                                     "trace.out").read_text().splitlines() if x.strip()]
+    failure = next(x for x in lines if x.get("type") == "failure" and x["order"] == 10)
+    samples = [x for x in lines if x.get("type") == "buddyinfo"]
+    nearest = min(samples, key=lambda s: abs(s["ts_ns"] - failure["ts_ns"]))
+    req = Request(10, int(failure["gfp"], 16), table_for_kernel("6.1"),
+                  stall=failure["stall"])
+    got = classify(req, _sample_from_record(nearest),
+                   (failure["ts_ns"] - nearest["ts_ns"]) / 1e6)
+    assert got.cause == GAVE_UP and "__GFP_NORETRY" in got.sentence
+    assert [z["zone"] for z in got.evidence["zones"]] == ["DMA"]  # not DMA32
+    assert got.evidence["shortage"] is None and "the shortage was brief" in got.sentence
+    assert "7.6 ms direct compaction (1x, no_page)" in got.sentence
