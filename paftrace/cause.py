@@ -29,7 +29,7 @@ from functools import cached_property
 from paftrace.gfp import GfpTable
 from paftrace.procfs import frag
 from paftrace.procfs.memcg import MemcgReading, binding_limit
-from paftrace.procfs.report import ZONE_ORDER, eligible_zones, human_bytes
+from paftrace.procfs.report import eligible_zones, human_bytes
 from paftrace.procfs.sampler import MemorySample, ZoneSample
 from paftrace.reclaim import StallLog
 from paftrace.triage import PAGE_ALLOC_COSTLY_ORDER
@@ -108,11 +108,10 @@ def opportunistic(req: Request) -> str | None:
 
 
 def _zone_index(sample: MemorySample, z: ZoneSample) -> int:
-    """Index of a zone in its node's zone list (the kernel's zone_idx), as zoneinfo lists
-    them; ZONE_ORDER position when zoneinfo is missing."""
-    names = [s.zone for s in sample.zones if s.node == z.node]
-    return names.index(z.zone) if z.zone in names else ZONE_ORDER.index(z.zone) \
-        if z.zone in ZONE_ORDER else 0
+    """The kernel's zone_idx of a zone: its place in zoneinfo's zone list (all zones, empty
+    ones too); without zoneinfo, its place among the node's buddyinfo zones."""
+    names = list(sample.zone_order) or [s.zone for s in sample.zones if s.node == z.node]
+    return names.index(z.zone) if z.zone in names else 0
 
 
 def zone_check(sample: MemorySample, z: ZoneSample, req: Request, reserve: Reserve,

@@ -336,3 +336,16 @@ def test_a_real_guest_failure_reclassified_from_its_own_trace():
     assert [z["zone"] for z in got.evidence["zones"]] == ["DMA"]  # not DMA32
     assert got.evidence["shortage"] is None and "the shortage was brief" in got.sentence
     assert "7.6 ms direct compaction (1x, no_page)" in got.sentence
+
+
+def test_lowmem_reserve_index_counts_zones_a_node_lacks():
+    # Node 1 of a 2-node machine has only Normal; zoneinfo lists DMA, DMA32, Normal,
+    # Movable, Device for every node, so Normal is zone_idx 2 there too.
+    zoneinfo = parse_zoneinfo((PROCFS / "zoneinfo.sosreport-x86").read_text())
+    live = build_sample(0, parse_buddyinfo((PROCFS / "buddyinfo.sosreport-x86").read_text()),
+                        zoneinfo)
+    assert live.zone_order == ("DMA", "DMA32", "Normal", "Movable", "Device")
+    from paftrace.cause import _zone_index
+
+    normal = live.zone(0, "Normal")
+    assert _zone_index(live, normal) == 2
