@@ -103,6 +103,8 @@ class Attributor:
             out["note"] = (f"{failure.context} context: the interrupted task's cgroup, not "
                            "the requester's")
         procs = self.resolver.proc_cgroups(failure.pid)
+        if out["path"] is None and procs is not None:
+            out["path"] = procs.get("")  # the cgroup2 line "0::/path", hybrid hosts too
         if mounts.memory_version == 1:
             if procs is None:
                 out["missing"] = (f"process {failure.pid} exited before its memory cgroup "
@@ -110,8 +112,6 @@ class Attributor:
             else:
                 out["memory_path"] = procs.get("memory")
         else:
-            if out["path"] is None and procs is not None:
-                out["path"] = procs.get("")
             out["memory_path"] = out["path"]
             if out["path"] is None:
                 out["missing"] = ("cgroup id not resolved and process "

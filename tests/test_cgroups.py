@@ -137,6 +137,7 @@ def test_attribution_on_a_v1_host_names_the_memory_cgroup_and_classifies(tmp_pat
     f = _failure(77)
     attributor.annotate(f, 0x442dc0, 0, None)
     assert f.cgroup["memory_path"] == "/paftrace-provoke" and f.cgroup["memory_version"] == 1
+    assert f.cgroup["path"] == "/"  # the cgroup2 line of /proc/PID/cgroup (hybrid host)
     # order 4 with 164 KiB of headroom, failcnt 57 seen once, no memory sample: memcg
     # weak evidence alone does not decide without the buddy lists.
     assert f.cause == "unknown"
