@@ -199,3 +199,30 @@ def test_a_storm_reads_the_files_once_per_period(tmp_path):
     attributor.annotate(second, 0x442dc0, 0, None)
     assert second.cgroup == first.cgroup and second.cgroup is not first.cgroup
     assert second.cause_evidence["memcg"]["levels"][0]["limit_events"] == 57
+
+
+def test_v2_host_resolves_the_kernel_cgroup_id_even_after_the_process_exited(tmp_path):
+    # cgroup2 host: the record's id (bpf_get_current_cgroup_id) names the cgroup, so a
+    # process gone by decode time still gets its container and memcg numbers.
+    from paftrace.procfs.buddyinfo import parse_buddyinfo
+    from paftrace.procfs.sampler import build_sample
+    from paftrace.procfs.zoneinfo import parse_zoneinfo
+
+    root = tmp_path / "cg"
+    shutil.copytree(DATA / "memcg" / "v2-postgres-384m", root)
+    scope = root / "system.slice" / f"docker-{DOCKER_ID}.scope"
+    scope.parent.mkdir()
+    (root / "postgres").rename(scope)
+    resolver = CgroupResolver(CgroupMounts(v2=root, v2_memory=True), proc=str(tmp_path))
+    attributor = Attributor(T618, resolver, proc=str(tmp_path), sys_root=str(tmp_path))
+    sample = build_sample(1_000_000, parse_buddyinfo(
+        (DATA / "procfs" / "buddyinfo.live-6.18-x86").read_text()), parse_zoneinfo(
+        (DATA / "procfs" / "zoneinfo.live-6.18-x86").read_text()))
+    f = _failure(4242)
+    attributor.annotate(f, 0x442dc0, os.stat(scope).st_ino, sample)
+    assert f.cgroup["path"] == f"/system.slice/docker-{DOCKER_ID}.scope"
+    assert f.cgroup["memory_version"] == 2 and f.cgroup["unit"]["kind"] == "docker"
+    assert f.cause == "memcg-limit"
+    assert f.cause_evidence["memcg"]["binding"]["limit"] == 402653184
+    assert f.cause_evidence["advice"][0]["text"].startswith(
+        "the container is at its memory limit: docker update --memory")
