@@ -226,3 +226,28 @@ def test_v2_host_resolves_the_kernel_cgroup_id_even_after_the_process_exited(tmp
     assert f.cause_evidence["memcg"]["binding"]["limit"] == 402653184
     assert f.cause_evidence["advice"][0]["text"].startswith(
         "the container is at its memory limit: docker update --memory")
+
+
+@given(st.text())
+def test_untrusted_text_never_breaks_the_readers(text):
+    from paftrace.cgroups import task_exiting
+    from paftrace.explain.cause_read import memcg_from_lines
+    from paftrace.procfs.memcg import parse_flat_keyed
+
+    parse_proc_cgroup(text)
+    parse_mountinfo(text, read_controllers=lambda p: text)
+    parse_flat_keyed(text)
+    assert isinstance(task_exiting(text), bool)
+    for reading in memcg_from_lines(text.splitlines()):
+        assert reading.usage is not None and reading.usage >= 0
+
+
+@given(st.lists(st.sampled_from([
+    "memory: usage 24396kB, limit 24576kB, failcnt 35",
+    "kmem: usage 152kB, limit 9007199254740988kB, failcnt 0",
+    "Memory cgroup stats for /a b:", "Memory cgroup stats for /x:", "noise", ""]), max_size=12))
+def test_memcg_lines_in_any_order(lines):
+    from paftrace.explain.cause_read import memcg_from_lines
+
+    got = memcg_from_lines(lines)
+    assert len(got) == sum("memory: usage" in x for x in lines)
