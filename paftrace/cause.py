@@ -29,9 +29,10 @@ from functools import cached_property
 from paftrace.gfp import GfpTable
 from paftrace.procfs import frag
 from paftrace.procfs.memcg import MemcgReading, binding_limit
-from paftrace.procfs.report import eligible_zones, human_bytes
+from paftrace.procfs.report import eligible_zones
 from paftrace.procfs.sampler import MemorySample, ZoneSample
 from paftrace.reclaim import StallLog
+from paftrace.render.memtext import human_bytes
 from paftrace.triage import PAGE_ALLOC_COSTLY_ORDER
 from paftrace.watermark import Reserve, reserve_for
 

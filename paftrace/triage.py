@@ -44,7 +44,8 @@ def visibility(table: GfpTable, mask: int, warned: bool | None = None,
 
 def severity(table: GfpTable, mask: int, order: int, context: str) -> tuple[str, str]:
     names = set(table.decode(mask))
-    # Before 4.4 the "may sleep/reclaim" bit was __GFP_WAIT (KERNEL-FACTS §3.1).
+    # Before 4.4 the "may sleep/reclaim" bit was __GFP_WAIT (include/linux/gfp.h, 3.10
+    # vs 4.4; docs/KERNEL-NOTES.md §3.1).
     atomic = not (_has(table, mask, "__GFP_DIRECT_RECLAIM") or _has(table, mask, "__GFP_WAIT"))
     if names & {"GFP_TRANSHUGE", "GFP_TRANSHUGE_LIGHT"}:
         return EXPECTED, "THP allocation: the fault falls back to small pages"
@@ -81,13 +82,9 @@ def triage(table: GfpTable, mask: int, order: int, context: str,
 
 
 def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+    from paftrace.render.memtext import human_bytes  # noqa: PLC0415 - triage stays light
+
+    return "?" if n is None else human_bytes(n)
 
 
 def _limit_command(unit: dict | None, path: str, new_limit: str) -> str:
