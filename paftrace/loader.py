@@ -95,6 +95,12 @@ def prepare(options: TraceOptions) -> Prepared:
     return Prepared(kernel, plan, table)
 
 
+def kernel_cgroup_filter(options: TraceOptions, plan: ProbePlan) -> bool:
+    """--cgroup filters in the kernel when the path is a cgroup2 directory (the run
+    resolved its ids: options.cgroup_ids) and the kernel has the cgroup id helper."""
+    return bool(options.cgroup_ids) and plan.cgroup_id
+
+
 def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[str]:
     flags = [
         f"-I{bpf_dir()}",  # paftrace.h, the kernel/user contract
@@ -113,7 +119,8 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
                 "-DHAVE_KPROBE_WARN": plan.warn_kprobe is not None,
                 "-DHAVE_KPROBE_ALLOC": plan.alloc_kprobe is not None,
                 "-DTRACE_ALL": options.trace_all, "-DATOMIC_ONLY": options.atomic_only,
-                "-DWARN_ONLY": options.warn_only}
+                "-DWARN_ONLY": options.warn_only, "-DHAVE_CGROUP_ID": plan.cgroup_id,
+                "-DFILTER_CGROUP": kernel_cgroup_filter(options, plan)}
     flags += [flag for flag, on in switches.items() if on]
     if options.pid is not None:
         flags.append(f"-DFILTER_PID={options.pid}")

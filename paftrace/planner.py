@@ -31,7 +31,12 @@ FEATURES = {
     "warn-kprobe": "kprobe on warn_alloc: which failures reached the dmesg warning",
     "alloc-kprobe": "kprobe on the allocator entry: time spent before failing",
     "reclaim": "compaction/vmscan tracepoints: stalls before failures, kswapd, fallbacks",
+    "cgroup-id": "bpf_get_current_cgroup_id(): each failure's cgroup2 id read in the kernel, "
+                 "--cgroup filtered there",
 }
+# kernel/bpf/helpers.c: the helper is a BPF_CALL_0 function of this name (4.18, commit
+# bf6fa2c893c5 "bpf: implement bpf_get_current_cgroup_id() helper"; CONFIG_CGROUPS).
+CGROUP_ID_HELPER = "bpf_get_current_cgroup_id"
 
 # The allocator entry has been renamed several times; newest first. The one
 # holding the mm_page_alloc tracepoint is wanted (mm/page_alloc.c: the function
@@ -125,6 +130,9 @@ class KernelInfo(Protocol):
 
     def ringbuf_supported(self) -> bool: ...
 
+    def has_bpf_helper(self, name: str) -> bool:
+        """The kernel implements this BPF helper (its function is in kallsyms)."""
+
 
 # Every function the planner may kprobe: bcc scans kallsyms once for all of them.
 KPROBE_CANDIDATES = (*ALLOC_ENTRY_NAMES, *WARN_NAMES, *PRINTED_MARKER_NAMES)
@@ -198,6 +206,13 @@ class LiveKernel:
     def ringbuf_supported(self) -> bool:
         return can_create_map(BPF_MAP_TYPE_RINGBUF, max_entries=os.sysconf("SC_PAGE_SIZE"))
 
+    @cached_property
+    def _text_symbols(self) -> frozenset[str]:
+        return frozenset(kallsyms_text_symbols())
+
+    def has_bpf_helper(self, name: str) -> bool:
+        return name in self._text_symbols
+
 
 def kallsyms_text_symbols() -> set[str]:
     try:
@@ -259,6 +274,7 @@ class ProbePlan:
     printed_kprobes: tuple[str, ...] = ()  # candidates, in order: the first that attaches
     alloc_kprobe: str | None = None
     reclaim: ReclaimPlan | None = None
+    cgroup_id: bool = False  # HAVE_CGROUP_ID: records carry bpf_get_current_cgroup_id()
     statuses: tuple[FeatureStatus, ...] = ()
 
     def tracepoints(self) -> tuple[str, ...]:
@@ -347,10 +363,16 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
 
     warn, printed, alloc = _plan_kprobes(kernel, disabled, want_alloc_kprobe, note)
     reclaim = _plan_reclaim_part(kernel, disabled, pageblock_order, note)
+    cgroup_id = "cgroup-id" not in disabled and kernel.has_bpf_helper(CGROUP_ID_HELPER)
+    note(FeatureStatus("cgroup-id", cgroup_id,
+                       "each failure's cgroup2 id read in the kernel; --cgroup filtered there"
+                       if cgroup_id else "disabled by --no-feature" if "cgroup-id" in disabled
+                       else f"no {CGROUP_ID_HELPER}() (4.18+, CONFIG_CGROUPS): the cgroup "
+                       "comes from /proc/PID/cgroup, --cgroup filters in user space"))
     return ProbePlan(release=kernel.release, failure_field=failure_field, ringbuf=ringbuf,
                      irq_tracepoints=irq_tracepoints, system_vectors=vectors,
                      warn_kprobe=warn, printed_kprobes=printed, alloc_kprobe=alloc,
-                     reclaim=reclaim, statuses=tuple(statuses))
+                     reclaim=reclaim, cgroup_id=cgroup_id, statuses=tuple(statuses))
 
 
 def _plan_kprobes(kernel: KernelInfo, disabled: frozenset[str], want_alloc_kprobe: bool,

@@ -25,6 +25,7 @@ from paftrace.records import RawAllocKey, RawFailure
 from paftrace.session import Allocations, FailureHandler, StallHandler
 
 FORMAT_VERSION = 1
+RECORD_TYPES = {"failure": RawFailure, "stall": RawStall}
 # bcc's ring buffer callback type (bcc/libbcc.py _RINGBUF_CB_TYPE): ctx, data, size
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 
@@ -96,7 +97,9 @@ class ReplaySession:
                 count -= 1
                 if kind not in callbacks:
                     continue  # a stall in a capture replayed without reclaim
-                buf = ctypes.create_string_buffer(bytes.fromhex(data))
+                # Captures made before a layout grew (e.g. cgroup_id) read as zeros there.
+                raw = bytes.fromhex(data).ljust(ctypes.sizeof(RECORD_TYPES[kind]), b"\0")
+                buf = ctypes.create_string_buffer(raw)
                 if callbacks[kind](None, ctypes.addressof(buf), len(buf.raw)) < 0:
                     break  # a handler raised: the ring buffer stops consuming too
         finally:
@@ -144,6 +147,9 @@ class ReplaySession:
             return None
         counters = ReclaimCounters(**self.capture["reclaim_counters"])
         return reclaim_summary(self.plan.reclaim, self.statuses, self.stalls.log, counters)
+
+    def filter_cgroups(self, ids: set[int]) -> None:
+        pass  # replayed records were filtered (or not) when they were captured
 
     def close(self) -> None:
         self.closed = True

@@ -65,6 +65,10 @@ class Session(Protocol):
 
     def reclaim_summary(self) -> dict | None: ...
 
+    def filter_cgroups(self, ids: set[int]) -> None:
+        """--cgroup: let these cgroup2 ids through the kernel's filter too (new
+        descendants); nothing when the filter runs in user space only."""
+
     def close(self) -> None: ...
 
 
@@ -73,7 +77,7 @@ class TraceSession:
     maps (paftrace.maps), kernel symbols (paftrace.symbols) and record transports."""
 
     def __init__(self, options: TraceOptions, tap: Tap | None = None):
-        from paftrace.loader import load  # noqa: PLC0415 - bcc stays out of pure imports
+        from paftrace.loader import kernel_cgroup_filter, load  # noqa: PLC0415 - bcc stays out
         from paftrace.maps import MapReader, ReclaimTracker  # noqa: PLC0415
         from paftrace.reclaim import statuses_for  # noqa: PLC0415
         from paftrace.symbols import BccKernelSymbols, KernelSymbols  # noqa: PLC0415
@@ -94,6 +98,8 @@ class TraceSession:
         self.perf_lost = 0
         if options.trace_all:
             self.maps.set_sample_every(options.sample_every)
+        self.kernel_cgroup_filter = kernel_cgroup_filter(options, self.plan)
+        self.filter_cgroups(set(options.cgroup_ids))
 
     @property
     def refused(self) -> list[str]:
@@ -176,6 +182,10 @@ class TraceSession:
 
     def reclaim_summary(self) -> dict | None:
         return self.reclaim.summary() if self.reclaim is not None else None
+
+    def filter_cgroups(self, ids: set[int]) -> None:
+        if self.kernel_cgroup_filter and ids:
+            self.maps.set_cgroup_filter(ids)
 
     def close(self) -> None:
         self.program.close()

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
@@ -14,6 +15,7 @@ from paftrace.attribution import Attributor, CgroupFilter
 from paftrace.cause import CAUSES
 from paftrace.cgroups import CgroupResolver
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
+from paftrace.contract import constants
 from paftrace.decode import FailureDecoder
 from paftrace.loader import LoaderError, cflags_for, prepare, program_source
 from paftrace.options import TraceOptions
@@ -26,6 +28,7 @@ from paftrace.render.text import text_table
 from paftrace.session import Session, TraceSession
 from paftrace.stacks import requester
 
+CGROUP_FILTER_ENTRIES = constants()["CGROUP_FILTER_ENTRIES"]
 EXIT_SIGNAL = 130
 # The reader of our stdout went away (`paftrace --json | head -1`): end quietly with
 # the status a tool killed by SIGPIPE reports in a shell (128 + 13), as `yes | head -1`
@@ -175,6 +178,8 @@ class Tracer:
 
     def snapshot(self, with_allocations: bool) -> Snapshot:
         now = time.monotonic()
+        if self.options.cgroup_ids:  # new containers below --cgroup since the last tick
+            self.session.filter_cgroups(self.cgroup_filter.kernel_ids())
         self.orders.update(self.session.order_counts(), now)
         self._read_sampling()
         return Snapshot(
@@ -297,9 +302,14 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
     except LoaderError as exc:
         return error(str(exc))
     # A --cgroup typo is reported before the seconds spent compiling BPF.
-    problem = CgroupFilter(options.cgroup, CgroupResolver()).missing()
+    cgroup_filter = CgroupFilter(options.cgroup, CgroupResolver())
+    problem = cgroup_filter.missing()
     if problem:
         return error(problem)
+    ids = cgroup_filter.kernel_ids()
+    # More cgroups than the kernel's filter map holds: filter in user space only.
+    options = replace(options, cgroup_ids=frozenset(ids) if len(ids) <= CGROUP_FILTER_ENTRIES
+                      else frozenset())
     stop = StopFlag()
     stop.install()
     renderer = make_renderer(mode)

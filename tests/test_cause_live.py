@@ -3,12 +3,16 @@ and its usage/limit numbers; --cgroup keeps exactly one cgroup's failures."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from paftrace.workloads.childproc import python_env
 from tests.helpers import needs_root, provoke, run_tracer
 
 pytestmark = needs_root
@@ -87,3 +91,42 @@ def test_cgroup_filter_typo_is_one_clear_error():
     assert run.returncode == 1
     assert "--cgroup /no-such-cgroup-here: no such cgroup under" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+V2_ROOTS = (Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+
+
+def test_cgroup2_id_is_read_in_the_kernel_and_filters_there():
+    # The provoker joins a cgroup2 directory of ours (on this hybrid host the memory
+    # controller stays on v1): the records carry that directory's id, resolved to its
+    # path, and --cgroup on it filters by id in the kernel.
+    root = next(r for r in V2_ROOTS if (r / "cgroup.procs").exists()
+                and (r / "cgroup.controllers").exists())
+    name = f"paftrace-test-v2-{uuid.uuid4().hex[:8]}"
+    (root / name).mkdir()
+    try:
+        def provoke_in_v2() -> dict:
+            script = (f"echo $$ > {root / name}/cgroup.procs && exec {sys.executable} "
+                      "-m paftrace.workloads.provoke -n 2 -o 4")
+            proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                                  timeout=120, env=python_env())
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        run = run_tracer(["--order", "4", "--cgroup", f"/{name}"],
+                         lambda: (provoke_in_v2(), provoke(2, 4)))
+        inside, outside = run.workload_result
+        assert inside["failures"] == 2 and outside["failures"] == 2
+        plan = {f["name"]: f for f in run.attached["features"]}
+        assert plan["cgroup-id"]["used"]
+        mine = [f for f in run.failures if f["pid"] == inside["worker_pid"]]
+        assert len(mine) == 2
+        assert all(f["pid"] != outside["worker_pid"] for f in run.failures)
+        for f in mine:
+            assert f["cgroup"]["id"] == os.stat(root / name).st_ino
+            assert f["cgroup"]["path"] == f"/{name}"
+        # The other provoker's failures never left the kernel: nothing was dropped
+        # in user space for them.
+        assert run.summary["failures_filtered_by_cgroup"] == 0
+        assert run.summary["failures_matched"] == len(run.failures)
+    finally:
+        os.rmdir(root / name)

@@ -109,7 +109,12 @@ struct failure_event {
     u8 warned;          /* warn_alloc() ran for this failure */
     u8 printed;         /* ... and it got past its rate limit (show_mem ran) */
     char comm[16];
+    u64 cgroup_id;      /* bpf_get_current_cgroup_id(): the task's cgroup2 id, 0 without it */
 };
+
+/* --cgroup on cgroup2: ids of the cgroup and its descendants (user space adds new
+ * ones each interval); failures of other cgroups stay in the kernel. */
+#define CGROUP_FILTER_ENTRIES 4096
 
 /* --all: successful allocations aggregated in the kernel. */
 struct alloc_key {

@@ -18,6 +18,8 @@
  *   TRACE_ALL           aggregate successful allocations too
  *   SAMPLE_PERIOD_NS    TRACE_ALL: adaptive stack sampling, one walk per CPU per period
  *   WITH_RECLAIM        reclaim.c is compiled in front of this file
+ *   HAVE_CGROUP_ID      bpf_get_current_cgroup_id() (4.18+): the cgroup2 id in each record
+ *   FILTER_CGROUP       --cgroup on cgroup2: only cgroups whose id is in `cgroup_filter`
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
@@ -46,6 +48,10 @@ BPF_STACK_TRACE(stacks, STACK_STORAGE_SIZE);
 BPF_RINGBUF_OUTPUT(failures, RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(failures);
+#endif
+
+#ifdef FILTER_CGROUP
+BPF_HASH(cgroup_filter, u64, u8, CGROUP_FILTER_ENTRIES);
 #endif
 
 #ifdef TRACE_ALL
@@ -247,6 +253,11 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
     e->printed = 0;
     e->alloc_start_ns = alloc_start_ns;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
+#ifdef HAVE_CGROUP_ID
+    e->cgroup_id = bpf_get_current_cgroup_id();
+#else
+    e->cgroup_id = 0;
+#endif
     u32 tid = (u32)id;
 #ifdef HAVE_KPROBE_WARN
     struct warn_state *w = warned_tasks.lookup(&tid);
@@ -366,6 +377,13 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
 #ifdef FILTER_PID
     if ((bpf_get_current_pid_tgid() >> 32) != FILTER_PID)
         return 0;
+#endif
+#ifdef FILTER_CGROUP
+    {
+        u64 cgroup = bpf_get_current_cgroup_id();
+        if (!cgroup_filter.lookup(&cgroup))
+            return 0;
+    }
 #endif
 #ifdef FILTER_COMM_LO
     {
