@@ -84,11 +84,20 @@ def compile_and_verify(plan, options: TraceOptions, kprobes: tuple[str, ...]) ->
     ({"ringbuf": False, "reclaim": None}, (), False),          # 4.x-5.7, no reclaim
     ({"irq_tracepoints": False, "system_vectors": ()}, (), False),
     ({"system_vectors": ()}, (), True),                        # not x86
+    ({"cgroup_id": False, "ringbuf": False}, (), False),       # < 4.18: no cgroup id helper
 ])
 def test_planned_variant_loads(changes, kprobes, trace_all):
     options = replace(OPTIONS, trace_all=trace_all)
     plan = replace(prepare(options).plan, **changes)
     compile_and_verify(plan, options, kprobes)
+
+
+@pytest.mark.parametrize("ringbuf", [True, False])
+def test_cgroup_filter_variant_loads(ringbuf):
+    options = replace(OPTIONS, cgroup="/x", cgroup_ids=frozenset({1, 2}))
+    plan = replace(prepare(options).plan, ringbuf=ringbuf, cgroup_id=True)
+    assert "-DFILTER_CGROUP" in cflags_for(options, plan, prepare(options).gfp_table)
+    compile_and_verify(plan, options, ())
 
 
 @pytest.mark.parametrize("era", [KERNEL_4_4, NO_COMPACTION], ids=["4.4", "no-compaction"])
