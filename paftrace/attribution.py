@@ -9,6 +9,7 @@ failure; a process or cgroup that is gone by then is said so in the evidence.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from paftrace.cause import MemcgFacts, NodeRestriction, Request, classify
@@ -164,12 +165,15 @@ class Attributor:
         return None
 
     def annotate(self, failure: Failure, mask: int, cgroup_id: int,
-                 sample: MemorySample | None) -> None:
-        """Fill failure.cgroup, failure.cause and failure.cause_evidence."""
+                 sample: MemorySample | None, charge_refused: bool | None = None) -> None:
+        """Fill failure.cgroup, failure.cause and failure.cause_evidence. `charge_refused`:
+        what the memcg charge kretprobe saw for this failure (None without it)."""
         failure.cgroup = self.cgroup_of(failure, cgroup_id)
         req = Request(failure.order, mask, self.table, failure.context, failure.stall)
         memcg = self.memcg_facts(failure.cgroup) if "__GFP_ACCOUNT" in req.flags and \
             failure.context == "process" else None
+        if memcg is not None and charge_refused is not None:
+            memcg = replace(memcg, charge_refused=charge_refused)
         age = None if sample is None else round((failure.ts_ns - sample.ts_ns) / 1e6, 1)
         result = classify(req, sample, age, memcg, self.restriction(failure, req.flags))
         failure.cause = result.cause

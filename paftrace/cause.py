@@ -78,6 +78,9 @@ class MemcgFacts:
     chain: list[MemcgReading] = field(default_factory=list)
     previous: dict[str, MemcgReading] = field(default_factory=dict)  # by path
     missing: str | None = None  # why there is no chain
+    # What the kernel said: the memcg charge kretprobe saw this task's charge refused
+    # (True) or not (False) just before the failure; None without that probe.
+    charge_refused: bool | None = None
 
 
 @dataclass
@@ -171,16 +174,9 @@ def _zone_words(z: dict, order: int) -> str:
     return text
 
 
-def _memcg_verdict(req: Request, memcg: MemcgFacts | None) -> tuple[str, dict]:
-    """('strong'|'weak'|'no'|'n/a'|'missing', evidence)."""
-    if "__GFP_ACCOUNT" not in req.flags:
-        return "n/a", {}
-    if req.context != "process":
-        return "n/a", {"note": f"__GFP_ACCOUNT in {req.context} context: interrupts charge "
-                               "no task's memory cgroup (mm/memcontrol.c current_obj_cgroup)"}
-    if memcg is None or not memcg.chain:
-        return "missing", {"missing": (memcg.missing if memcg else None)
-                           or "the task's memory cgroup was not read"}
+def _memcg_chain_evidence(req: Request, memcg: MemcgFacts) -> tuple[dict, MemcgReading | None]:
+    """The chain's levels (with counters before, when read earlier) and the level whose
+    limit-events counter rose, if one did."""
     bind = binding_limit(memcg.chain)
     levels = []
     rose = None
@@ -193,13 +189,35 @@ def _memcg_verdict(req: Request, memcg: MemcgFacts | None) -> tuple[str, dict]:
             if r.limit_events > before.limit_events and r.limit is not None:
                 rose = rose or r
         levels.append(row)
-    ev: dict = {"levels": levels, "need_bytes": req.need_bytes,
-                "binding": bind.to_json() if bind else None}
+    return {"levels": levels, "need_bytes": req.need_bytes,
+            "binding": bind.to_json() if bind else None}, rose
+
+
+def _memcg_verdict(req: Request, memcg: MemcgFacts | None) -> tuple[str, dict]:
+    """('strong'|'weak'|'no'|'n/a'|'missing', evidence)."""
+    if "__GFP_ACCOUNT" not in req.flags:
+        return "n/a", {}
+    if req.context != "process":
+        return "n/a", {"note": f"__GFP_ACCOUNT in {req.context} context: interrupts charge "
+                               "no task's memory cgroup (mm/memcontrol.c current_obj_cgroup)"}
+    if memcg is not None and memcg.charge_refused is not None:
+        ev, _ = _memcg_chain_evidence(req, memcg)
+        ev["charge_refused"] = memcg.charge_refused
+        if memcg.charge_refused:
+            ev["basis"] = "the kernel refused the charge (memcg charge kretprobe)"
+            return "strong", ev
+        ev["note"] = "the memcg charge kretprobe saw no refused charge: not the cgroup"
+        return "no", ev
+    if memcg is None or not memcg.chain:
+        return "missing", {"missing": (memcg.missing if memcg else None)
+                           or "the task's memory cgroup was not read"}
+    ev, rose = _memcg_chain_evidence(req, memcg)
+    bind = binding_limit(memcg.chain)
     if bind is None:
         return "no", {**ev, "note": "no memory limit on the cgroup or its ancestors"}
     if bind.at_limit(req.need_bytes) or rose is not None:
         ev["basis"] = ("usage within one block of the limit" if bind.at_limit(req.need_bytes)
-                       else f"{rose.events_name} rose at {rose.path}")
+                       else f"{rose.events_name} rose at {rose.path}")  # type: ignore[union-attr]
         return "strong", ev
     if any(r.limit is not None and r.limit_events for r in memcg.chain):
         ev["basis"] = "limit hit before (counter > 0, not seen rising) and memory was free"
@@ -209,6 +227,9 @@ def _memcg_verdict(req: Request, memcg: MemcgFacts | None) -> tuple[str, dict]:
 
 def _memcg_sentence(ev: dict, zones: list[dict], order: int) -> str:
     b = ev["binding"]
+    if b is None:  # the kernel said so; the cgroup could not be read
+        return (f"the memory cgroup refused the charge of this order-{order} block (seen in "
+                "the kernel); its usage and limit could not be read")
     text = (f"memory cgroup {b['path']} at its limit: usage {human_bytes(b['usage'])} of "
             f"{human_bytes(b['limit'])} (headroom {human_bytes(b['limit'] - b['usage'])}, "
             f"order {order} needs {human_bytes(ev['need_bytes'])})")

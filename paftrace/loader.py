@@ -120,6 +120,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
                 "-DHAVE_KPROBE_ALLOC": plan.alloc_kprobe is not None,
                 "-DTRACE_ALL": options.trace_all, "-DATOMIC_ONLY": options.atomic_only,
                 "-DWARN_ONLY": options.warn_only, "-DHAVE_CGROUP_ID": plan.cgroup_id,
+                "-DHAVE_KPROBE_MEMCG": plan.memcg_kprobe is not None,
                 "-DFILTER_CGROUP": kernel_cgroup_filter(options, plan)}
     flags += [flag for flag, on in switches.items() if on]
     if options.pid is not None:
@@ -164,7 +165,9 @@ class Program:
         self.bpf = compile_program(self.bcc, program_source(self.plan), self.cflags)
         self.refused: list[str] = []  # planned, but the kernel said no
         self.printed_kprobe: str | None = None
+        self.memcg_kprobe: str | None = None  # the memcg charge kretprobe, if it attached
         self._kprobes: list[str] = []
+        self._kretprobes: list[str] = []
         try:
             self._attach_vectors()
             self._attach_kprobes()
@@ -194,6 +197,14 @@ class Program:
         if self.plan.warn_kprobe:
             self.printed_kprobe = self._attach_first(self.plan.printed_kprobes,
                                                      "on_warn_printed")
+        name = self.plan.memcg_kprobe
+        if name:
+            try:  # optional: without it memcg-limit is judged from the cgroup's counters
+                self.bpf.attach_kretprobe(event=name, fn_name="on_memcg_charge_return")
+                self._kretprobes.append(name)
+                self.memcg_kprobe = name
+            except Exception:
+                self.refused.append(f"kretprobe:{name}")
 
     def _attach_first(self, names: tuple[str, ...], fn_name: str) -> str | None:
         """Kprobe the first function the kernel lets us probe; note the refusals."""
@@ -212,7 +223,8 @@ class Program:
                     for tp in self.bpf.tracepoint_fds}
         out = [f"tracepoint:{tp}" for tp in self.plan.tracepoints() if tp in open_tps]
         out.append("ringbuf" if self.plan.ringbuf else "perfbuf")
-        return out + [f"kprobe:{k}" for k in self._kprobes]
+        return (out + [f"kprobe:{k}" for k in self._kprobes]
+                + [f"kretprobe:{k}" for k in self._kretprobes])
 
     def close(self) -> None:
         self.bpf.cleanup()

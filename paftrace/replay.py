@@ -61,6 +61,7 @@ class ReplaySession:
         self.startup_s = 0.0
         self.refused: list[str] = list(capture.get("refused", []))
         self.printed_kprobe: str | None = capture.get("printed_kprobe")
+        self.memcg_kprobe: str | None = capture.get("memcg_kprobe")
         self.per_poll = per_poll
         self.statuses = {int(k): v for k, v in capture.get("statuses", {}).items()}
         self._pending = sorted(
@@ -183,6 +184,7 @@ class Recorder:
             "format": FORMAT_VERSION, "kernel": session.kernel_release,
             "plan": plan_to_json(session.plan), "refused": session.refused,
             "printed_kprobe": session.printed_kprobe, "gfp_print_fmt": gfp_print_fmt,
+            "memcg_kprobe": session.memcg_kprobe,
             "statuses": {str(k): v for k, v in session.statuses.items()},
             "failures": failures, "stalls": self.records[RawStall.__name__],
             "stacks": {str(sid): session.stack(sid) for sid in sorted(stack_ids) if sid >= 0},

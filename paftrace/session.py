@@ -31,6 +31,7 @@ class Session(Protocol):
     startup_s: float
     refused: list[str]           # planned probes the kernel refused
     printed_kprobe: str | None   # the printed-warning marker that attached
+    memcg_kprobe: str | None     # the memcg charge kretprobe that attached
 
     def attached(self) -> list[str]:
         """Probes attached now, in ProbePlan.probes() format."""
@@ -111,6 +112,10 @@ class TraceSession:
     @property
     def printed_kprobe(self) -> str | None:
         return self.program.printed_kprobe
+
+    @property
+    def memcg_kprobe(self) -> str | None:
+        return self.program.memcg_kprobe
 
     def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
         table = self.program.bpf["failures"]

@@ -113,7 +113,8 @@ class Tracer:
         sample = self._nearest_sample(failure) if self.memory is not None else None
         if failure.context == "process":
             failure.stall = self.session.stall_info(failure.tid, failure.ts_ns)
-        self.attributor.annotate(failure, raw.gfp, getattr(raw, "cgroup_id", 0), sample)
+        refused = bool(raw.memcg_refused) if self.session.memcg_kprobe else None
+        self.attributor.annotate(failure, raw.gfp, raw.cgroup_id, sample, refused)
         if not self.cgroup_filter.matches(failure.cgroup):
             self.filtered_out += 1
             return

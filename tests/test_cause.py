@@ -349,3 +349,21 @@ def test_lowmem_reserve_index_counts_zones_a_node_lacks():
 
     normal = live.zone(0, "Normal")
     assert _zone_index(live, normal) == 2
+
+
+def test_a_refused_charge_seen_in_the_kernel_decides_without_the_cgroup():
+    # The memcg charge kretprobe saw the refusal; the process and its cgroup were gone.
+    got = classify(Request(4, GFP_KERNEL_ACCOUNT_NOWARN, T618), LIVE, 1.0,
+                   MemcgFacts(missing="process 9 exited", charge_refused=True))
+    assert got.cause == MEMCG_LIMIT
+    assert got.evidence["memcg"]["charge_refused"] is True
+    assert "refused the charge" in got.sentence and "could not be read" in got.sentence
+
+
+def test_no_refused_charge_in_the_kernel_rules_the_cgroup_out():
+    # At its limit by the counters, but the kernel saw the charge go through: the
+    # allocator itself failed (here: a costly order that gave up).
+    got = classify(Request(6, GFP_KERNEL_ACCOUNT_NOWARN, T618), LIVE, 1.0,
+                   MemcgFacts(v1_provoke(), charge_refused=False))
+    assert got.cause == GAVE_UP
+    assert "saw no refused charge" in got.evidence["memcg"]["note"]

@@ -146,3 +146,18 @@ def test_cgroup_id_helper_is_probed_and_can_be_disabled():
     assert not old.cgroup_id
     assert "/proc/PID/cgroup" in next(s for s in old.statuses if s.name == "cgroup-id").detail
     assert not plan_probes(FakeKernel(), frozenset({"cgroup-id"})).cgroup_id
+
+
+@pytest.mark.parametrize("functions,expected", [
+    ({"__memcg_kmem_charge_page", "__memcg_kmem_charge"}, "__memcg_kmem_charge_page"),
+    ({"__memcg_kmem_charge"}, "__memcg_kmem_charge"),   # before the page-level name
+    (set(), None),
+])
+def test_memcg_charge_kretprobe_is_probed(functions, expected):
+    plan = plan_probes(FakeKernel(functions=functions))
+    assert plan.memcg_kprobe == expected
+    if expected:
+        assert f"kretprobe:{expected}" in plan.probes()
+    assert plan_probes(FakeKernel(kprobes=False, functions=functions)).memcg_kprobe is None
+    assert plan_probes(FakeKernel(functions=functions),
+                       frozenset({"memcg-kprobe"})).memcg_kprobe is None
