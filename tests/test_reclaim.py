@@ -136,3 +136,18 @@ def test_tracker_sees_real_compaction_runs() -> None:
     assert sum(runs.values()) >= 1, summary  # one mm_compaction_end per zone compacted
     assert set(runs) <= set(COMPACT_RESULTS.values())
     assert summary["lost_stalls"] == 0 and summary["missing"] == []
+
+
+def test_per_process_stall_time_sums_the_per_cpu_copies() -> None:
+    """Threads of one process stall on several CPUs at once: each CPU keeps its own
+    copy (BPF_PERCPU_HASH, paftrace.h proc_stall), user space adds them up."""
+    from paftrace import contract  # noqa: PLC0415
+    from paftrace.reclaim import process_stalls  # noqa: PLC0415
+
+    ProcStall = contract.struct("proc_stall")
+    per_cpu = [ProcStall(reclaim_ns=2_000_000, reclaim_n=1, max_ns=2_000_000, comm=b"java"),
+               ProcStall(),  # a CPU where this process never stalled
+               ProcStall(compact_ns=5_000_000, compact_n=2, max_ns=4_000_000, comm=b"java")]
+    assert process_stalls(42, per_cpu) == {
+        "pid": 42, "comm": "java", "reclaim_ms": 2.0, "reclaim_n": 1, "compact_ms": 5.0,
+        "compact_n": 2, "max_ms": 4.0}
