@@ -71,3 +71,17 @@ def test_mems_allowed_lists():
     [r] = parse_reports((DATA / "reports" / "here" /
                          "qemu-6.1.0-56-amd64-pafwarn.dmesg").read_text())
     assert nodes_allowed(r) == {0}
+
+
+def test_reports_without_order_or_mode_get_no_cause():
+    import dataclasses
+
+    from paftrace.explain.cause_read import report_cause
+    from paftrace.gfp_tables import table_for_kernel
+
+    [r] = parse_reports((DATA / "reports" / "here" /
+                         "qemu-6.1.0-56-amd64-pafwarn.dmesg").read_text())
+    table = table_for_kernel("6.1")
+    assert report_cause(dataclasses.replace(r, order=None), table, "process") is None
+    assert report_cause(dataclasses.replace(r, kind="vmalloc"), table, "process") is None
+    assert report_cause(r, table, "process").cause == "gave-up"

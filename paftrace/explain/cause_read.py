@@ -106,8 +106,8 @@ def nodes_allowed(report: Report) -> set[int] | None:
 def report_cause(report: Report, table: GfpTable, context: str | None,
                  nearby: list[str] | None = None) -> Cause | None:
     """The cause of one page-allocation report; None for vmalloc/vmemmap reports."""
-    if report.kind != "page" or report.order is None:
-        return None
+    if report.kind != "page" or report.order is None or getattr(report, "mode", None) is None:
+        return None  # vmalloc/vmemmap, or a header cut before its order or mode
     page_kb = report.free_areas[0].page_kb if report.free_areas else 4
     req = Request(report.order, report.mode, table, context or "process",
                   page_size=page_kb << 10)
