@@ -68,15 +68,20 @@ def _triage_line(s: Snapshot) -> Text:
 
 def _sites_table(s: Snapshot, now_ns: int) -> Table:
     table = Table(title="Failing call sites", title_justify="left", box=None, padding=(0, 1))
-    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict", "cause", "blame",
-                "cgroup"):
+    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict / cause",
+                "blame / cgroup"):
         table.add_column(col, overflow="fold")
     for site in s.failures.top(8):
         f = site.sample
+        causes = ", ".join(f"{c} {n}" for c, n in site.causes.most_common(2)) \
+            if len(site.causes) > 1 else f.cause
+        verdict = _t(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, ""))
+        verdict.append("\n" + causes, style="bold")
+        who = _t(f.blame)
+        who.append("\n" + printable(cgroup_text(f)), style="dim")
         table.add_row(str(site.count), f"{site.rate(now_ns):.1f}", wall_clock(site.last_ns),
                       str(f.order), _t("|".join(f.gfp_flags)), _t(context_label(f)),
-                      _t(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, "")),
-                      _t(f.cause, "bold"), _t(f.blame), _t(cgroup_text(f)))
+                      verdict, who)
     return table
 
 
