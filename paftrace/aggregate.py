@@ -20,6 +20,7 @@ class CallSite:
     first_ns: int = 0
     last_ns: int = 0
     recent: deque[int] = field(default_factory=deque)
+    causes: Counter[str] = field(default_factory=Counter)
 
     def add(self, failure: Failure) -> None:
         if not self.count:
@@ -27,6 +28,7 @@ class CallSite:
         self.count += 1
         self.last_ns = failure.ts_ns
         self.sample = failure
+        self.causes[failure.cause] += 1
         self.recent.append(failure.ts_ns)
         while self.recent and self.recent[0] < failure.ts_ns - RATE_WINDOW_NS:
             self.recent.popleft()
@@ -43,8 +45,15 @@ class CallSite:
             "order": f.order, "gfp": f.gfp, "gfp_flags": f.gfp_flags, "context": f.context,
             "softirq": f.softirq, "requester": f.requester, "blame": f.blame,
             "visibility": f.visibility, "severity": f.severity, "rule": f.rule,
+            "cause": f.cause, "causes": dict(self.causes), "cgroup": cgroup_label(f),
             "stack": f.stack,
         }
+
+
+def cgroup_label(f: Failure) -> str:
+    """The cgroup a summary groups by: the memory cgroup path, else the cgroup2 path."""
+    c = f.cgroup or {}
+    return c.get("memory_path") or c.get("path") or "unknown"
 
 
 def call_site_key(f: Failure) -> tuple:
@@ -59,6 +68,8 @@ class FailureAggregator:
         self.recent: deque[Failure] = deque(maxlen=recent)
         self.by_context: Counter[str] = Counter()
         self.by_class: Counter[str] = Counter()
+        self.by_cause: Counter[str] = Counter()
+        self.by_cgroup: Counter[str] = Counter()
         self.total = 0
 
     def add(self, failure: Failure) -> CallSite:
@@ -68,6 +79,8 @@ class FailureAggregator:
         self.by_context[failure.context] += 1
         self.by_class[failure.visibility] += 1
         self.by_class[failure.severity] += 1
+        self.by_cause[failure.cause] += 1
+        self.by_cgroup[cgroup_label(failure)] += 1
         self.total += 1
         return site
 

@@ -96,6 +96,12 @@ def prepare(options: TraceOptions) -> Prepared:
     return Prepared(kernel, plan, table)
 
 
+def kernel_cgroup_filter(options: TraceOptions, plan: ProbePlan) -> bool:
+    """--cgroup filters in the kernel when the path is a cgroup2 directory (the run
+    resolved its ids: options.cgroup_ids) and the kernel has the cgroup id helper."""
+    return bool(options.cgroup_ids) and plan.cgroup_id
+
+
 def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[str]:
     flags = [
         f"-I{bpf_dir()}",  # paftrace.h, the kernel/user contract
@@ -114,7 +120,9 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
                 "-DHAVE_KPROBE_WARN": plan.warn_kprobe is not None,
                 "-DHAVE_KPROBE_ALLOC": plan.alloc_kprobe is not None,
                 "-DTRACE_ALL": options.trace_all, "-DATOMIC_ONLY": options.atomic_only,
-                "-DWARN_ONLY": options.warn_only}
+                "-DWARN_ONLY": options.warn_only, "-DHAVE_CGROUP_ID": plan.cgroup_id,
+                "-DHAVE_KPROBE_MEMCG": plan.memcg_kprobe is not None,
+                "-DFILTER_CGROUP": kernel_cgroup_filter(options, plan)}
     flags += [flag for flag, on in switches.items() if on]
     if options.pid is not None:
         flags.append(f"-DFILTER_PID={options.pid}")
@@ -158,7 +166,9 @@ class Program:
         self.bpf = compile_program(self.bcc, program_source(self.plan), self.cflags)
         self.refused: list[str] = []  # planned, but the kernel said no
         self.printed_kprobe: str | None = None
+        self.memcg_kprobe: str | None = None  # the memcg charge kretprobe, if it attached
         self._kprobes: list[str] = []
+        self._kretprobes: list[str] = []
         try:
             self._attach_vectors()
             self._attach_kprobes()
@@ -188,6 +198,14 @@ class Program:
         if self.plan.warn_kprobe:
             self.printed_kprobe = self._attach_first(self.plan.printed_kprobes,
                                                      "on_warn_printed")
+        name = self.plan.memcg_kprobe
+        if name:
+            try:  # optional: without it memcg-limit is judged from the cgroup's counters
+                self.bpf.attach_kretprobe(event=name, fn_name="on_memcg_charge_return")
+                self._kretprobes.append(name)
+                self.memcg_kprobe = name
+            except Exception:
+                self.refused.append(f"kretprobe:{name}")
 
     def _attach_first(self, names: tuple[str, ...], fn_name: str) -> str | None:
         """Kprobe the first function the kernel lets us probe; note the refusals."""
@@ -206,7 +224,8 @@ class Program:
                     for tp in self.bpf.tracepoint_fds}
         out = [f"tracepoint:{tp}" for tp in self.plan.tracepoints() if tp in open_tps]
         out.append("ringbuf" if self.plan.ringbuf else "perfbuf")
-        return out + [f"kprobe:{k}" for k in self._kprobes]
+        return (out + [f"kprobe:{k}" for k in self._kprobes]
+                + [f"kretprobe:{k}" for k in self._kretprobes])
 
     def close(self) -> None:
         # Not bpf.cleanup() alone: it waits a grace period per tracepoint (see release.py).

@@ -60,6 +60,13 @@ class MapReader:
         except KeyError:
             return []
 
+    def set_cgroup_filter(self, ids: set[int] | frozenset[int]) -> None:
+        """--cgroup: the cgroup2 ids whose failures pass the kernel's filter (added, never
+        removed: a removed cgroup's id is not reused while the map holds it)."""
+        table = self.bpf["cgroup_filter"]
+        for cgroup_id in ids:
+            table[table.Key(cgroup_id)] = table.Leaf(1)
+
     def set_sample_every(self, every: int) -> None:
         """Take 1 in `every` stacks; 0 lets the kernel adapt it."""
         cfg = self.bpf["sample_config"]

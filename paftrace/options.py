@@ -99,6 +99,9 @@ class TraceOptions:
     perfbuf_pages: int = 64
     agg_entries: int = 16384
     sample_every: int = 0  # --all: take a stack 1 in N events; 0 = adaptive
+    cgroup: str | None = None  # --cgroup PATH: this cgroup and below
+    # cgroup2 ids of that subtree when PATH is on the cgroup2 mount: filtered in the kernel
+    cgroup_ids: frozenset[int] = field(default_factory=frozenset)
 
     @property
     def order_label(self) -> str:

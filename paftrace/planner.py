@@ -30,8 +30,14 @@ FEATURES = {
     "kprobes": "all kprobes (warn_alloc, show_mem, allocator entry)",
     "warn-kprobe": "kprobe on warn_alloc: which failures reached the dmesg warning",
     "alloc-kprobe": "kprobe on the allocator entry: time spent before failing",
+    "memcg-kprobe": "kretprobe on the memcg kmem charge: refused charges seen in the kernel",
     "reclaim": "compaction/vmscan tracepoints: stalls before failures, kswapd, fallbacks",
+    "cgroup-id": "bpf_get_current_cgroup_id(): each failure's cgroup2 id read in the kernel, "
+                 "--cgroup filtered there",
 }
+# kernel/bpf/helpers.c: the helper is a BPF_CALL_0 function of this name (4.18, commit
+# bf6fa2c893c5 "bpf: implement bpf_get_current_cgroup_id() helper"; CONFIG_CGROUPS).
+CGROUP_ID_HELPER = "bpf_get_current_cgroup_id"
 
 # The allocator entry has been renamed several times; newest first. The one
 # holding the mm_page_alloc tracepoint is wanted (mm/page_alloc.c: the function
@@ -129,9 +135,18 @@ class KernelInfo(Protocol):
 
     def ringbuf_supported(self) -> bool: ...
 
+    def has_bpf_helper(self, name: str) -> bool:
+        """The kernel implements this BPF helper (its function is in kallsyms)."""
+
+
+# The page allocator's memcg kmem charge (mm/memcontrol.c), newest first; both return
+# 0 or -ENOMEM: __memcg_kmem_charge_page (5.9+, the page-level charge after the
+# obj_cgroup rework), __memcg_kmem_charge(page, gfp, order) before it.
+MEMCG_CHARGE_NAMES = ("__memcg_kmem_charge_page", "__memcg_kmem_charge")
 
 # Every function the planner may kprobe: bcc scans kallsyms once for all of them.
-KPROBE_CANDIDATES = (*ALLOC_ENTRY_NAMES, *WARN_NAMES, *PRINTED_MARKER_NAMES)
+KPROBE_CANDIDATES = (*ALLOC_ENTRY_NAMES, *WARN_NAMES, *PRINTED_MARKER_NAMES,
+                     *MEMCG_CHARGE_NAMES)
 
 
 class LiveKernel:
@@ -202,6 +217,13 @@ class LiveKernel:
     def ringbuf_supported(self) -> bool:
         return can_create_map(BPF_MAP_TYPE_RINGBUF, max_entries=os.sysconf("SC_PAGE_SIZE"))
 
+    @cached_property
+    def _text_symbols(self) -> frozenset[str]:
+        return frozenset(kallsyms_text_symbols())
+
+    def has_bpf_helper(self, name: str) -> bool:
+        return name in self._text_symbols
+
 
 def kallsyms_text_symbols() -> set[str]:
     try:
@@ -263,6 +285,8 @@ class ProbePlan:
     printed_kprobes: tuple[str, ...] = ()  # candidates, in order: the first that attaches
     alloc_kprobe: str | None = None
     reclaim: ReclaimPlan | None = None
+    cgroup_id: bool = False  # HAVE_CGROUP_ID: records carry bpf_get_current_cgroup_id()
+    memcg_kprobe: str | None = None  # kretprobe on the memcg kmem charge
     statuses: tuple[FeatureStatus, ...] = ()
 
     def tracepoints(self) -> tuple[str, ...]:
@@ -288,6 +312,8 @@ class ProbePlan:
         out += [f"kprobe:{k}" for k in self.kprobes()]
         if self.printed_kprobes:
             out.append(f"kprobe:{self.printed_kprobes[0]}")
+        if self.memcg_kprobe:
+            out.append(f"kretprobe:{self.memcg_kprobe}")
         return out
 
 
@@ -350,11 +376,33 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
                        if vectors else "no irq_vectors tracepoints used"))
 
     warn, printed, alloc = _plan_kprobes(kernel, disabled, want_alloc_kprobe, note)
+    memcg = _plan_memcg_kprobe(kernel, disabled, note)
     reclaim = _plan_reclaim_part(kernel, disabled, pageblock_order, note)
+    cgroup_id = "cgroup-id" not in disabled and kernel.has_bpf_helper(CGROUP_ID_HELPER)
+    note(FeatureStatus("cgroup-id", cgroup_id,
+                       "each failure's cgroup2 id read in the kernel; --cgroup filtered there"
+                       if cgroup_id else "disabled by --no-feature" if "cgroup-id" in disabled
+                       else f"no {CGROUP_ID_HELPER}() (4.18+, CONFIG_CGROUPS): the cgroup "
+                       "comes from /proc/PID/cgroup, --cgroup filters in user space"))
     return ProbePlan(release=kernel.release, failure_field=failure_field, ringbuf=ringbuf,
                      irq_tracepoints=irq_tracepoints, system_vectors=vectors,
                      warn_kprobe=warn, printed_kprobes=printed, alloc_kprobe=alloc,
-                     reclaim=reclaim, statuses=tuple(statuses))
+                     reclaim=reclaim, cgroup_id=cgroup_id, memcg_kprobe=memcg,
+                     statuses=tuple(statuses))
+
+
+def _plan_memcg_kprobe(kernel: KernelInfo, disabled: frozenset[str], note) -> str | None:
+    """The memcg charge's kretprobe: a refused charge seen directly, so memcg-limit needs
+    no user-space reading of the cgroup (which may be gone by then)."""
+    if disabled & {"kprobes", "memcg-kprobe"}:
+        note(FeatureStatus("memcg-kprobe", False, "disabled by --no-feature"))
+        return None
+    name = first_present(kernel, MEMCG_CHARGE_NAMES) if kernel.kprobes_available() else None
+    note(FeatureStatus("memcg-kprobe", bool(name),
+                       f"kretprobe:{name}: refused memcg charges seen in the kernel" if name
+                       else "no kprobes or none of " + ", ".join(MEMCG_CHARGE_NAMES) +
+                       ": memcg-limit judged from the cgroup's counters read in user space"))
+    return name
 
 
 def _plan_kprobes(kernel: KernelInfo, disabled: frozenset[str], want_alloc_kprobe: bool,

@@ -79,6 +79,9 @@ class Failure:
     buddyinfo: dict | None = None  # nearest /proc/buddyinfo sample of the eligible zones
     stall: dict | None = None      # direct reclaim/compaction of this task just before
     comm_raw: str | None = None    # hex of the kernel's bytes when comm is not valid UTF-8
+    cause: str = "unknown"         # paftrace.cause.CAUSES
+    cause_evidence: dict | None = None  # structured evidence + "sentence"
+    cgroup: dict | None = None     # the task's cgroup: id, path, memory_path, unit
     type: str = field(default="failure")
 
     def to_json(self) -> dict:

@@ -26,6 +26,7 @@ from paftrace.records import RawAllocKey, RawFailure
 from paftrace.session import Allocations, FailureHandler, StallHandler
 
 FORMAT_VERSION = 1
+RECORD_TYPES = {"failure": RawFailure, "stall": RawStall}
 # bcc's ring buffer callback type (bcc/libbcc.py _RINGBUF_CB_TYPE): ctx, data, size
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int)
 
@@ -61,6 +62,7 @@ class ReplaySession:
         self.startup_s = 0.0
         self.refused: list[str] = list(capture.get("refused", []))
         self.printed_kprobe: str | None = capture.get("printed_kprobe")
+        self.memcg_kprobe: str | None = capture.get("memcg_kprobe")
         self.per_poll = per_poll
         self.statuses = {int(k): v for k, v in capture.get("statuses", {}).items()}
         self._pending = sorted(
@@ -97,7 +99,9 @@ class ReplaySession:
                 count -= 1
                 if kind not in callbacks:
                     continue  # a stall in a capture replayed without reclaim
-                buf = ctypes.create_string_buffer(bytes.fromhex(data))
+                # Captures made before a layout grew (e.g. cgroup_id) read as zeros there.
+                raw = bytes.fromhex(data).ljust(ctypes.sizeof(RECORD_TYPES[kind]), b"\0")
+                buf = ctypes.create_string_buffer(raw)
                 if callbacks[kind](None, ctypes.addressof(buf), len(buf.raw)) < 0:
                     break  # a handler raised: the ring buffer stops consuming too
         finally:
@@ -162,6 +166,8 @@ class ReplaySession:
             compaction=[CompactionCount(**r) for r in data.get("compaction", [])],
             zone_names={int(k): v for k, v in data.get("zone_names", {}).items()},
             statuses=self.statuses)
+    def filter_cgroups(self, ids: set[int]) -> None:
+        pass  # replayed records were filtered (or not) when they were captured
 
     def close(self) -> None:
         self.closed = True
@@ -205,6 +211,7 @@ class Recorder:
             "format": FORMAT_VERSION, "kernel": session.kernel_release,
             "plan": plan_to_json(session.plan), "refused": session.refused,
             "printed_kprobe": session.printed_kprobe, "gfp_print_fmt": gfp_print_fmt,
+            "memcg_kprobe": session.memcg_kprobe,
             "statuses": {str(k): v for k, v in session.statuses.items()},
             "failures": failures, "stalls": self.records[RawStall.__name__],
             "stacks": {str(sid): session.stack(sid) for sid in sorted(stack_ids) if sid >= 0},

@@ -32,6 +32,7 @@ class Session(Protocol):
     startup_s: float
     refused: list[str]           # planned probes the kernel refused
     printed_kprobe: str | None   # the printed-warning marker that attached
+    memcg_kprobe: str | None     # the memcg charge kretprobe that attached
 
     def attached(self) -> list[str]:
         """Probes attached now, in ProbePlan.probes() format."""
@@ -68,6 +69,9 @@ class Session(Protocol):
 
     def fragmentation(self) -> Fragmentation | None:
         """Fragmenting fallbacks and compaction verdicts; None without reclaim tracing."""
+    def filter_cgroups(self, ids: set[int]) -> None:
+        """--cgroup: let these cgroup2 ids through the kernel's filter too (new
+        descendants); nothing when the filter runs in user space only."""
 
     def close(self) -> None: ...
 
@@ -77,7 +81,7 @@ class TraceSession:
     maps (paftrace.maps), kernel symbols (paftrace.symbols) and record transports."""
 
     def __init__(self, options: TraceOptions, tap: Tap | None = None):
-        from paftrace.loader import load  # noqa: PLC0415 - bcc stays out of pure imports
+        from paftrace.loader import kernel_cgroup_filter, load  # noqa: PLC0415 - bcc stays out
         from paftrace.maps import MapReader, ReclaimTracker  # noqa: PLC0415
         from paftrace.reclaim import statuses_for  # noqa: PLC0415
         from paftrace.symbols import BccKernelSymbols, KernelSymbols  # noqa: PLC0415
@@ -101,6 +105,8 @@ class TraceSession:
         if options.trace_all:
             self.maps.set_sample_every(options.sample_every)
             self.symbols.load_in_background()
+        self.kernel_cgroup_filter = kernel_cgroup_filter(options, self.plan)
+        self.filter_cgroups(set(options.cgroup_ids))
 
     @property
     def refused(self) -> list[str]:
@@ -112,6 +118,10 @@ class TraceSession:
     @property
     def printed_kprobe(self) -> str | None:
         return self.program.printed_kprobe
+
+    @property
+    def memcg_kprobe(self) -> str | None:
+        return self.program.memcg_kprobe
 
     def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
         table = self.program.bpf["failures"]
@@ -190,6 +200,9 @@ class TraceSession:
         return Fragmentation(extfrag=self.reclaim.extfrag(self.symbols.frames),
                              compaction=self.reclaim.compaction_zones(),
                              zone_names=self.zone_names, statuses=self.statuses)
+    def filter_cgroups(self, ids: set[int]) -> None:
+        if self.kernel_cgroup_filter and ids:
+            self.maps.set_cgroup_filter(ids)
 
     def close(self) -> None:
         self.program.close()

@@ -7,10 +7,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
+from paftrace.attribution import Attributor, CgroupFilter
+from paftrace.cause import CAUSES
+from paftrace.cgroups import CgroupResolver
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
+from paftrace.contract import constants
 from paftrace.decode import FailureDecoder
 from paftrace.fragmenters import PageblockHistory, fragmenter_records
 from paftrace.fragmenters import report as fragmentation_report
@@ -25,6 +30,7 @@ from paftrace.render.text import text_table
 from paftrace.session import Session, TraceSession
 from paftrace.stacks import requester
 
+CGROUP_FILTER_ENTRIES = constants()["CGROUP_FILTER_ENTRIES"]
 EXIT_SIGNAL = 130
 # The reader of our stdout went away (`paftrace --json | head -1`): end quietly with
 # the status a tool killed by SIGPIPE reports in a shell (128 + 13), as `yes | head -1`
@@ -71,7 +77,7 @@ class Tracer:
     """One run of the tracer; separate from the CLI so selftest can drive it."""
 
     def __init__(self, session: Session, options: TraceOptions, renderer: Renderer,
-                 memory: MemorySampler | None = None):
+                 memory: MemorySampler | None = None, attributor: Attributor | None = None):
         self.options = options
         self.renderer = renderer
         self.aggregator = FailureAggregator()
@@ -82,6 +88,10 @@ class Tracer:
         self.sample_every = options.sample_every or 1
         self.stacks_estimated = self.sample_every != 1
         self.session = session
+        resolver = attributor.resolver if attributor is not None else CgroupResolver()
+        self.cgroup_filter = CgroupFilter(options.cgroup, resolver)
+        self.attributor = attributor or Attributor(session.gfp_table, resolver)
+        self.filtered_out = 0
         plan = session.plan
         self.decoder = FailureDecoder(session.gfp_table, session.stack,
                                       old_migratetypes=plan.failure_field == "page",
@@ -107,29 +117,36 @@ class Tracer:
     def _on_raw(self, raw: RawFailure) -> None:
         self.records += 1
         failure = self.decoder.decode(raw)
-        if self.memory is not None:
-            failure.buddyinfo = self._memory_snapshot(failure)
+        sample = self._nearest_sample(failure) if self.memory is not None else None
         if failure.context == "process":
             failure.stall = self.session.stall_info(failure.tid, failure.ts_ns)
+        refused = bool(raw.memcg_refused) if self.session.memcg_kprobe else None
+        self.attributor.annotate(failure, raw.gfp, raw.cgroup_id, sample, refused)
+        if not self.cgroup_filter.matches(failure.cgroup):
+            self.filtered_out += 1
+            return
+        if sample is not None:
+            self._send_sample(sample)
+            failure.buddyinfo = failure_snapshot(sample, failure.order, failure.gfp_flags,
+                                                 failure_ts_ns=failure.ts_ns)
         self.aggregator.add(failure)
         self.renderer.failure(failure)
 
-    def _memory_snapshot(self, failure: Failure) -> dict | None:
-        """The free lists when it failed; the sample itself goes into the stream once,
-        so the failure's `sample_ts_ns` points at a `buddyinfo` record."""
+    def _nearest_sample(self, failure: Failure) -> MemorySample | None:
+        """The free lists when it failed."""
         assert self.memory is not None
         try:
             self.memory.latest()  # re-reads at most once per interval
         except OSError:
             return None
-        sample = self.memory.nearest(failure.ts_ns)
-        if sample is None:
-            return None
+        return self.memory.nearest(failure.ts_ns)
+
+    def _send_sample(self, sample: MemorySample) -> None:
+        """Each sample goes into the stream once, so a failure's `sample_ts_ns` points at
+        a `buddyinfo` record."""
         if sample.ts_ns not in self._samples_sent:
             self._samples_sent.add(sample.ts_ns)
             self.renderer.event(sample_record(sample, self.options.order_min))
-        return failure_snapshot(sample, failure.order, failure.gfp_flags,
-                                failure_ts_ns=failure.ts_ns)
 
     def _on_stall(self, stall: Stall) -> None:
         self.renderer.event(stall.to_record())
@@ -169,6 +186,8 @@ class Tracer:
 
     def snapshot(self, with_allocations: bool) -> Snapshot:
         now = time.monotonic()
+        if self.options.cgroup_ids:  # new containers below --cgroup since the last tick
+            self.session.filter_cgroups(self.cgroup_filter.kernel_ids())
         self.orders.update(self.session.order_counts(), now)
         self._read_sampling()
         return Snapshot(
@@ -230,6 +249,11 @@ class Tracer:
             "failures_reported": self.records,
             "failures_by_context": self.failures_by_context(),
             "by_class": dict(self.aggregator.by_class),
+            "by_cause": {c: self.aggregator.by_cause[c] for c in CAUSES
+                         if self.aggregator.by_cause[c]},
+            "by_cgroup": dict(self.aggregator.by_cgroup.most_common(50)),
+            "cgroup_filter": self.cgroup_filter.describe(),
+            "failures_filtered_by_cgroup": self.filtered_out,
             "call_sites": [site.to_json() for site in self.aggregator.top(20)],
             "lost": self.lost(),
             "allocations": self._allocations() if self.options.trace_all else [],
@@ -310,6 +334,15 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
             return print_plan(options)
     except LoaderError as exc:
         return error(str(exc))
+    # A --cgroup typo is reported before the seconds spent compiling BPF.
+    cgroup_filter = CgroupFilter(options.cgroup, CgroupResolver())
+    problem = cgroup_filter.missing()
+    if problem:
+        return error(problem)
+    ids = cgroup_filter.kernel_ids()
+    # More cgroups than the kernel's filter map holds: filter in user space only.
+    options = replace(options, cgroup_ids=frozenset(ids) if len(ids) <= CGROUP_FILTER_ENTRIES
+                      else frozenset())
     stop = StopFlag()
     stop.install()
     renderer = renderer or make_renderer(mode)

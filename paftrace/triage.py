@@ -71,7 +71,7 @@ def severity(table: GfpTable, mask: int, order: int, context: str) -> tuple[str,
         return HARMFUL, "atomic allocation without __GFP_NOWARN: no reclaim, no fallback"
     if order > PAGE_ALLOC_COSTLY_ORDER:
         return HARMFUL, (f"costly order {order} without __GFP_NOWARN: the caller did not plan "
-                         "for failure; compaction could not produce a block")
+                         "for failure (why it failed: see the cause)")
     return HARMFUL, "no __GFP_NOWARN/__GFP_NORETRY: the caller did not plan for failure"
 
 
@@ -79,3 +79,74 @@ def triage(table: GfpTable, mask: int, order: int, context: str,
            warned: bool | None = None, printed: bool | None = None) -> Verdict:
     sev, rule = severity(table, mask, order, context)
     return Verdict(visibility(table, mask, warned, printed), sev, rule)
+
+
+def _human(n: int | None) -> str:
+    from paftrace.render.memtext import human_bytes  # noqa: PLC0415 - triage stays light
+
+    return "?" if n is None else human_bytes(n)
+
+
+def _limit_command(unit: dict | None, path: str, new_limit: str) -> str:
+    """How to raise the limit of what owns this cgroup."""
+    kind = (unit or {}).get("kind")
+    if kind in ("systemd-service", "systemd-scope"):
+        return f"systemctl set-property {unit['name']} MemoryMax={new_limit}"  # type: ignore[index]
+    if kind == "docker":
+        return f"docker update --memory {new_limit} {unit['name']}"  # type: ignore[index]
+    if kind == "podman":
+        return f"podman update --memory {new_limit} {unit['name']}"  # type: ignore[index]
+    if kind == "kubepods":
+        return (f"raise resources.limits.memory of pod {unit.get('pod') or unit['name']} "  # type: ignore[union-attr]
+                f"to {new_limit}")
+    return f"write {new_limit} to memory.max (v2) / memory.limit_in_bytes (v1) of {path}"
+
+
+def cause_advice(cause: str, evidence: dict, cgroup: dict | None = None
+                 ) -> list[tuple[str, str]]:
+    """What to do about a failure, by its cause: [(advice, evidence)]. memcg-limit is the
+    container's limit and what fills its kernel memory, never vm.min_free_kbytes."""
+    if cause == "memcg-limit":
+        memcg = evidence.get("memcg") or {}
+        b = memcg.get("binding") or {}
+        usage, limit, kernel = b.get("usage"), b.get("limit"), b.get("kernel")
+        path = b.get("path", "?")
+        facts = (f"{path}: usage {_human(usage)} of limit {_human(limit)}"
+                 + (f", {_human(kernel)} of it kernel memory" if kernel is not None else ""))
+        new = _human(int(limit * 1.25)) if limit else "a higher limit"
+        unit = (cgroup or {}).get("unit")
+        return [
+            (f"the container is at its memory limit: {_limit_command(unit, path, new)} "
+             "(example: +25 %)", facts),
+            ("or find what fills its kernel memory (pipes, socket buffers, dentries: "
+             "memory.stat `kernel`/`slab`, v1 memory.kmem.slabinfo) and reduce it",
+             f"__GFP_ACCOUNT charge refused; {facts}"),
+            ("vm.min_free_kbytes and compaction do not help here: the page was free, the "
+             "cgroup charge refused it", "the buddy lists had the block (see zones)"),
+        ]
+    if cause == "node-or-policy":
+        nodes = evidence.get("nodes") or {}
+        return [(f"the allowed node(s) {nodes.get('allowed')} are short while others are not: "
+                 "widen the cpuset's cpuset.mems / the mempolicy, or drop __GFP_THISNODE in "
+                 "the caller; `numastat -m` shows per-node free memory",
+                 nodes.get("reason", ""))]
+    if cause == "gave-up":
+        return [(f"the request gives up early by design ({evidence.get('gives_up_early')}); "
+                 "if its failure hurts, the caller should use a smaller order, kvmalloc(), or "
+                 "__GFP_RETRY_MAYFAIL", "gfp flags " + "|".join(evidence.get("gfp_flags", []))),
+                ("background compaction (vm.compaction_proactiveness, 5.9+) keeps more "
+                 "high-order blocks ready", str(evidence.get("shortage") or "no shortage seen"))]
+    if cause == "unknown":
+        return [("collect what is missing: " + "; ".join(evidence.get("missing") or []),
+                 "the evidence did not decide")]
+    if cause == "no-free-block":
+        return [("fragmentation: `echo 1 > /proc/sys/vm/compact_memory` once to confirm, then "
+                 "vm.compaction_proactiveness (5.9+); for atomic bursts raise "
+                 "vm.min_free_kbytes (`paftrace explain` on a report computes a value)",
+                 f"no free block >= order {evidence.get('order')} in the allowed zones")]
+    if cause == "watermark":
+        rule = (evidence.get("watermark_rule") or {}).get("rule", "")
+        return [("free memory is below the watermark this request must clear: kswapd is "
+                 "behind; raise vm.watermark_scale_factor (kswapd starts earlier) or "
+                 "vm.min_free_kbytes", rule)]
+    return []

@@ -23,7 +23,7 @@ from tests.helpers import needs_root
 
 pytestmark = needs_root
 
-ALL_KPROBES = ("on_warn_alloc", "on_warn_printed", "on_alloc_entry")
+ALL_KPROBES = ("on_warn_alloc", "on_warn_printed", "on_alloc_entry", "on_memcg_charge_return")
 OPTIONS = TraceOptions(order_min=2, order_max=5, pid=1, comm="x", atomic_only=True,
                        warn_only=True)
 
@@ -78,17 +78,30 @@ def compile_and_verify(plan, options: TraceOptions, kprobes: tuple[str, ...]) ->
 
 @pytest.mark.parametrize("changes,kprobes,trace_all", [
     ({"warn_kprobe": "warn_alloc", "printed_kprobes": ("__show_mem",),
-      "alloc_kprobe": "__alloc_pages"}, ALL_KPROBES, False),
-    ({"warn_kprobe": "warn_alloc", "alloc_kprobe": "__alloc_pages"}, ALL_KPROBES, True),
+      "alloc_kprobe": "__alloc_pages", "memcg_kprobe": "__memcg_kmem_charge_page"},
+     ALL_KPROBES, False),
+    ({"warn_kprobe": "warn_alloc", "alloc_kprobe": "__alloc_pages",
+      "memcg_kprobe": "__memcg_kmem_charge_page"}, ALL_KPROBES, True),
+    ({"ringbuf": False, "memcg_kprobe": "__memcg_kmem_charge"}, ("on_memcg_charge_return",),
+     False),
     ({"ringbuf": False, "alloc_kprobe": "__alloc_pages"}, ("on_alloc_entry",), True),
     ({"ringbuf": False, "reclaim": None}, (), False),          # 4.x-5.7, no reclaim
     ({"irq_tracepoints": False, "system_vectors": ()}, (), False),
     ({"system_vectors": ()}, (), True),                        # not x86
+    ({"cgroup_id": False, "ringbuf": False}, (), False),       # < 4.18: no cgroup id helper
 ])
 def test_planned_variant_loads(changes, kprobes, trace_all):
     options = replace(OPTIONS, trace_all=trace_all)
     plan = replace(prepare(options).plan, **changes)
     compile_and_verify(plan, options, kprobes)
+
+
+@pytest.mark.parametrize("ringbuf", [True, False])
+def test_cgroup_filter_variant_loads(ringbuf):
+    options = replace(OPTIONS, cgroup="/x", cgroup_ids=frozenset({1, 2}))
+    plan = replace(prepare(options).plan, ringbuf=ringbuf, cgroup_id=True)
+    assert "-DFILTER_CGROUP" in cflags_for(options, plan, prepare(options).gfp_table)
+    compile_and_verify(plan, options, ())
 
 
 @pytest.mark.parametrize("era", [KERNEL_4_4, NO_COMPACTION], ids=["4.4", "no-compaction"])

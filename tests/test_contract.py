@@ -38,7 +38,9 @@ def test_python_names_come_from_the_header() -> None:
 
 
 def test_record_sizes() -> None:
-    assert ctypes.sizeof(RawFailure) == 72
+    assert ctypes.sizeof(RawFailure) == 88  # 72 + the cgroup id + memcg_refused, padded
+    assert RawFailure.cgroup_id.offset == 72 and RawFailure.cgroup_id.size == 8
+    assert RawFailure.memcg_refused.offset == 80
     assert ctypes.sizeof(RawStall) == 80
     assert ctypes.sizeof(contract.struct("alloc_stack_key")) == 24
 

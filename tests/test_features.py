@@ -30,6 +30,7 @@ class FakeKernel:
     fmt: TracepointFormat = field(default_factory=lambda: FMT_PFN)
     fmt_missing: bool = False
     formats: dict = field(default_factory=dict)  # other tracepoints' formats
+    helpers: set = field(default_factory=lambda: {"bpf_get_current_cgroup_id"})
 
     def has_event(self, category: str, event: str) -> bool:
         return (category, event) in self.events
@@ -49,6 +50,9 @@ class FakeKernel:
 
     def ringbuf_supported(self) -> bool:
         return self.ringbuf
+
+    def has_bpf_helper(self, name: str) -> bool:
+        return name in self.helpers
 
 
 @pytest.mark.parametrize("functions,expected", [
@@ -131,3 +135,29 @@ def test_required_pieces_raise_plan_errors():
         plan_probes(FakeKernel(fmt_missing=True))
     with pytest.raises(PlanError, match="unknown feature"):
         plan_probes(FakeKernel(), frozenset({"warp-drive"}))
+
+
+def test_cgroup_id_helper_is_probed_and_can_be_disabled():
+    plan = plan_probes(FakeKernel())
+    assert plan.cgroup_id
+    status = next(s for s in plan.statuses if s.name == "cgroup-id")
+    assert status.used and "read in the kernel" in status.detail
+    old = plan_probes(FakeKernel(helpers=set()))  # before 4.18 / no CONFIG_CGROUPS
+    assert not old.cgroup_id
+    assert "/proc/PID/cgroup" in next(s for s in old.statuses if s.name == "cgroup-id").detail
+    assert not plan_probes(FakeKernel(), frozenset({"cgroup-id"})).cgroup_id
+
+
+@pytest.mark.parametrize("functions,expected", [
+    ({"__memcg_kmem_charge_page", "__memcg_kmem_charge"}, "__memcg_kmem_charge_page"),
+    ({"__memcg_kmem_charge"}, "__memcg_kmem_charge"),   # before the page-level name
+    (set(), None),
+])
+def test_memcg_charge_kretprobe_is_probed(functions, expected):
+    plan = plan_probes(FakeKernel(functions=functions))
+    assert plan.memcg_kprobe == expected
+    if expected:
+        assert f"kretprobe:{expected}" in plan.probes()
+    assert plan_probes(FakeKernel(kprobes=False, functions=functions)).memcg_kprobe is None
+    assert plan_probes(FakeKernel(functions=functions),
+                       frozenset({"memcg-kprobe"})).memcg_kprobe is None

@@ -82,6 +82,65 @@ def test_live_view_renders_hostile_comm_as_text():
     assert "N0/Normal: 0 blocks >= order 4" in text  # the memory state at the failure
 
 
+def with_cause(f: Failure) -> Failure:
+    f.cause = "memcg-limit"
+    f.cause_evidence = {"sentence": f"memory cgroup /{HOSTILE} at its limit",
+                        "advice": [{"text": "the container is at its memory limit: x",
+                                    "evidence": "usage"}]}
+    f.cgroup = {"id": 5, "path": None, "memory_path": f"/system.slice/{HOSTILE}.service",
+                "memory_version": 1, "unit": {"kind": "systemd-service",
+                                              "name": f"{HOSTILE}.service", "pod": None,
+                                              "label": f"{HOSTILE}.service"}}
+    return f
+
+
+def test_plain_and_json_show_cause_and_cgroup_inert():
+    out = io.StringIO()
+    PlainRenderer(out).failure(with_cause(sample_failure()))
+    line = out.getvalue()
+    assert "\x1b" not in line
+    assert "cgroup=/system.slice/[bold red]x\\x1b[2J.service ([bold red]x\\x1b[2J.service)" in line
+    assert "cause=memcg-limit: memory cgroup /[bold red]x\\x1b[2J at its limit" in line
+    out = io.StringIO()
+    JsonRenderer(out).failure(with_cause(sample_failure()))
+    obj = json.loads(out.getvalue())
+    assert obj["cause"] == "memcg-limit" and obj["cgroup"]["id"] == 5
+    assert obj["cause_evidence"]["advice"][0]["text"].startswith("the container")
+    summary = dict(SUMMARY, by_cause={"memcg-limit": 3, "gave-up": 1},
+                   by_cgroup={f"/{HOSTILE}": 4})
+    text = "\n".join(summary_lines(summary))
+    assert "by cause: memcg-limit 3, gave-up 1" in text
+    assert "by cgroup: /[bold red]x\\x1b[2J 4" in text and "\x1b" not in text
+
+
+def test_plain_says_why_the_cgroup_is_unknown():
+    f = sample_failure()
+    f.cgroup = {"memory_path": None, "path": None, "missing": "process 7 exited"}
+    out = io.StringIO()
+    PlainRenderer(out).failure(f)
+    assert "cgroup=? (process 7 exited)" in out.getvalue()
+
+
+def test_live_view_shows_cause_cgroup_and_advice():
+    console = Console(record=True, width=200, file=io.StringIO(), force_terminal=True)
+    live = LiveRenderer(console)
+    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
+    agg = FailureAggregator()
+    failure = with_cause(sample_failure())
+    agg.add(failure)
+    live.failure(failure)
+    orders = OrderRates()
+    orders.update({4: (10, 1)}, 1.0)
+    live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
+                       failures_by_context={"softirq": 1}, order_label="4"))
+    text = console.export_text()
+    live.close()
+    assert "cause: memcg-limit 1" in text  # the triage line
+    assert "cause=memcg-limit: memory cgroup /[bold red]x\\x1b[2J at its limit" in text
+    assert "advice: the container is at its memory limit: x" in text
+    assert "cgroup: /system.slice/[bold red]x\\x1b[2J.service" in text
+
+
 def test_text_table_aligns_columns_and_keeps_markup_literal():
     from paftrace.render.text import text_table  # noqa: PLC0415
 

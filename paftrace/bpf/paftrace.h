@@ -110,7 +110,18 @@ struct failure_event {
     u8 warned;          /* warn_alloc() ran for this failure */
     u8 printed;         /* ... and it got past its rate limit (show_mem ran) */
     char comm[16];
+    u64 cgroup_id;      /* bpf_get_current_cgroup_id(): the task's cgroup2 id, 0 without it */
+    u8 memcg_refused;   /* the memcg kmem charge of this task was refused just before */
+    u8 pad[7];
 };
+
+/* A refused memcg charge belongs to the failure of the same task that follows it
+ * within this window (the charge returns microseconds before mm_page_alloc fires). */
+#define MEMCG_WINDOW_NS 10000000ULL
+
+/* --cgroup on cgroup2: ids of the cgroup and its descendants (user space adds new
+ * ones each interval); failures of other cgroups stay in the kernel. */
+#define CGROUP_FILTER_ENTRIES 4096
 
 /* --all: successful allocations aggregated in the kernel. */
 struct alloc_key {

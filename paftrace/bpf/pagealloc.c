@@ -18,6 +18,9 @@
  *   TRACE_ALL           aggregate successful allocations too
  *   SAMPLE_PERIOD_NS    TRACE_ALL: adaptive stack sampling, one walk per CPU per period
  *   WITH_RECLAIM        reclaim.c is compiled in front of this file
+ *   HAVE_CGROUP_ID      bpf_get_current_cgroup_id() (4.18+): the cgroup2 id in each record
+ *   HAVE_KPROBE_MEMCG   kretprobe on the page allocator's memcg kmem charge
+ *   FILTER_CGROUP       --cgroup on cgroup2: only cgroups whose id is in `cgroup_filter`
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
@@ -46,6 +49,30 @@ BPF_STACK_TRACE(stacks, STACK_STORAGE_SIZE);
 BPF_RINGBUF_OUTPUT(failures, RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(failures);
+#endif
+
+#ifdef FILTER_CGROUP
+BPF_HASH(cgroup_filter, u64, u8, CGROUP_FILTER_ENTRIES);
+#endif
+
+#ifdef HAVE_KPROBE_MEMCG
+/* When the charge of a task was last refused. The page allocator charges
+ * __GFP_ACCOUNT pages after finding them (mm/page_alloc.c __alloc_pages, `out:`;
+ * mm/memcontrol.c __memcg_kmem_charge_page returns -ENOMEM) and frees the page on a
+ * refusal, so the failure that follows is the cgroup's, not the buddy lists'. A
+ * kretprobe: only the return value is read, and the function has returned before
+ * mm_page_alloc fires, so no stack walk meets the kretprobe trampoline. */
+BPF_HASH(memcg_refused_at, u32, u64, 10240);
+
+int on_memcg_charge_return(struct pt_regs *ctx)
+{
+    if ((int)PT_REGS_RC(ctx) == 0)
+        return 0;
+    u32 tid = bpf_get_current_pid_tgid();
+    u64 now = bpf_ktime_get_ns();
+    memcg_refused_at.update(&tid, &now);
+    return 0;
+}
 #endif
 
 #ifdef TRACE_ALL
@@ -247,7 +274,21 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
     e->printed = 0;
     e->alloc_start_ns = alloc_start_ns;
     bpf_get_current_comm(&e->comm, sizeof(e->comm));
+#ifdef HAVE_CGROUP_ID
+    e->cgroup_id = bpf_get_current_cgroup_id();
+#else
+    e->cgroup_id = 0;
+#endif
     u32 tid = (u32)id;
+    e->memcg_refused = 0;
+#ifdef HAVE_KPROBE_MEMCG
+    u64 *refused = memcg_refused_at.lookup(&tid);
+    if (refused) {
+        if (e->ts_ns - *refused < MEMCG_WINDOW_NS)
+            e->memcg_refused = 1;
+        memcg_refused_at.delete(&tid);
+    }
+#endif
 #ifdef HAVE_KPROBE_WARN
     struct warn_state *w = warned_tasks.lookup(&tid);
     /* warn_alloc has other callers (vmalloc, vmemmap): only a call moments
@@ -366,6 +407,13 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
 #ifdef FILTER_PID
     if ((bpf_get_current_pid_tgid() >> 32) != FILTER_PID)
         return 0;
+#endif
+#ifdef FILTER_CGROUP
+    {
+        u64 cgroup = bpf_get_current_cgroup_id();
+        if (!cgroup_filter.lookup(&cgroup))
+            return 0;
+    }
 #endif
 #ifdef FILTER_COMM_LO
     {

@@ -47,6 +47,7 @@ Examples:
   sudo paftrace -o 2-5 -d 60 --json  # JSON Lines for 60 s, then a summary object
   sudo paftrace -o 0 --all           # also successful allocations, by context and stack
   sudo paftrace -p 1234 -o 3+        # one process
+  sudo paftrace -o 4 --cgroup /system.slice/docker-<id>.scope   # one container
   sudo paftrace doctor               # what this kernel supports, and how to fix the rest
   sudo paftrace selftest             # provoke real failures and check they are seen
   paftrace explain dmesg.txt         # decode pasted page allocation failure reports

@@ -68,6 +68,10 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("-c", "--comm", callback=_comm,
               help="Only tasks with this name (exact; the kernel keeps the first 15 bytes, "
                    "longer names are cut to them with a warning).")
+@click.option("--cgroup", "cgroup", metavar="PATH",
+              help="Only tasks in this cgroup or below it, e.g. /system.slice/docker-<id>.scope "
+                   "(cgroup2 path: filtered in the kernel; a v1 memory cgroup path: in user "
+                   "space).")
 @click.option("--atomic-only", is_flag=True,
               help="Only allocations that cannot reclaim (no __GFP_DIRECT_RECLAIM).")
 @click.option("--warn-only", is_flag=True,
@@ -90,8 +94,9 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 @click.option("--dry-run", is_flag=True, help="Print the probe plan and exit.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the BPF C and cflags, exit.")
 def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pid: bool,
-          comm: str | None, atomic_only: bool, warn_only: bool, duration: float | None,
-          interval: float, as_json: bool, plain: bool, stack_sample: int, stack_storage_size: int,
+          comm: str | None, cgroup: str | None, atomic_only: bool, warn_only: bool,
+          duration: float | None, interval: float, as_json: bool, plain: bool,
+          stack_sample: int, stack_storage_size: int,
           disabled: frozenset[str], dry_run: bool, ebpf: bool) -> None:
     """Trace failing page allocations live (the default command)."""
     from paftrace.tracer import run_trace  # noqa: PLC0415 - keeps `--help` fast
@@ -105,7 +110,7 @@ def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pi
     options = TraceOptions(
         order_min=orders[0], order_max=orders[1], trace_all=trace_all, pid=pid, comm=comm,
         atomic_only=atomic_only, warn_only=warn_only, disabled=disabled,
-        stack_storage=stack_storage_size, sample_every=stack_sample,
+        stack_storage=stack_storage_size, sample_every=stack_sample, cgroup=cgroup,
     )
     mode = "json" if as_json else "plain" if plain or not sys.stdout.isatty() else "live"
     sys.exit(run_trace(options, mode=mode, duration=duration, interval=interval,

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paftrace.cause import Cause
 from paftrace.context import HARDIRQ, PROCESS, SOFTIRQ
 from paftrace.explain.report import FreeArea, Report, ZoneState
 from paftrace.gfp import GfpTable
-from paftrace.triage import EXPECTED, triage
+from paftrace.triage import EXPECTED, cause_advice, triage
 
 # khugepaged's set_recommended_min_free_kbytes() (mm/khugepaged.c): two free
 # pageblocks per zone plus MIGRATE_PCPTYPES² for fallbacks, at most 5 % of lowmem.
@@ -146,7 +147,7 @@ def _benign_reasons(table: GfpTable, report: Report, names: set[str]) -> list[Po
 
 
 def assess(report: Report, table: GfpTable, context: str | None,
-           vm: VmSettings | None = None) -> Assessment:
+           vm: VmSettings | None = None, cause: Cause | None = None) -> Assessment:
     vm = vm or VmSettings()
     order = report.order or 0
     if context == "unknown":
@@ -184,7 +185,11 @@ def assess(report: Report, table: GfpTable, context: str | None,
     frag = fragmentation(order, report.free_areas)
     if frag:
         result.findings.append(frag)
-    if atomic and order > 0 and context in (SOFTIRQ, HARDIRQ):
+    if cause is not None and cause.cause not in ("no-free-block", "watermark"):
+        result.advice += [Point(text, ev) for text, ev in cause_advice(cause.cause,
+                                                                       cause.evidence)]
+    tunable = cause is None or cause.cause in ("no-free-block", "watermark", "unknown")
+    if atomic and order > 0 and context in (SOFTIRQ, HARDIRQ) and tunable:
         if not frag:
             result.findings.append(Point(
                 f"atomic order-{order} request in {context}: cannot reclaim or compact, so it "

@@ -7,7 +7,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from paftrace.cause import Cause
 from paftrace.explain.advice import Assessment, VmSettings, assess, read_vm_settings
+from paftrace.explain.cause_read import report_cause
 from paftrace.explain.context_read import ContextReading, cross_check, read_context, usable_frames
 from paftrace.explain.kernel import TableChoice, choose_table
 from paftrace.explain.parse import parse_reports
@@ -26,6 +28,7 @@ class Explanation:
     assessment: Assessment
     count: int = 1
     lines: list[int] = field(default_factory=list)
+    cause: Cause | None = None
 
     def signature(self) -> tuple[Any, ...]:
         frames, _ = usable_frames(self.report.frames)
@@ -60,6 +63,8 @@ class Explanation:
             "count": self.count, "lines": self.lines, "caller": r.caller,
             "address_only_frames": r.address_only, "trace_cut": r.trace_cut,
             "partial": r.partial, "problems": r.problems,
+            "cause": self.cause.cause if self.cause else None,
+            "cause_evidence": self.cause.to_json() if self.cause else None,
         }
 
 
@@ -77,7 +82,9 @@ def _is_this_machine(report: Report) -> bool:
 
 
 def explain_report(report: Report, kernel: str | None = None,
-                   vm: VmSettings | None = None) -> Explanation:
+                   vm: VmSettings | None = None, nearby: list[str] | None = None
+                   ) -> Explanation:
+    """`nearby`: the log lines around the report (memcg OOM lines are evidence)."""
     choice = choose_table(report, kernel)
     table = choice.table
     reading = read_context(report.frames, report.comm, report.address_only, report.trace_cut)
@@ -87,9 +94,11 @@ def explain_report(report: Report, kernel: str | None = None,
     reading = cross_check(reading, report.caller, sleepable, mode_text)
     if vm is None:
         vm = read_vm_settings() if _is_this_machine(report) else VmSettings()
-    assessment = assess(report, table, reading.context, vm)
+    cause = report_cause(report, table, reading.context, nearby)
+    assessment = assess(report, table, reading.context, vm, cause)
     flags = [] if report.mode is None else table.decode(report.mode)
-    return Explanation(report, choice, flags, reading, assessment, lines=[report.line])
+    return Explanation(report, choice, flags, reading, assessment, lines=[report.line],
+                       cause=cause)
 
 
 class Grouper:
@@ -133,5 +142,9 @@ def explain_reports(reports: Iterable[Report], kernel: str | None = None,
 
 def explain_text(text: str, kernel: str | None = None, vm: VmSettings | None = None,
                  grouped: bool = True) -> list[Explanation]:
-    found = explain_reports(parse_reports(text), kernel, vm)
-    return group(found) if grouped else list(found)
+    reports = parse_reports(text)
+    lines = text.splitlines()
+    starts = [r.line for r in reports] + [len(lines) + 1]
+    found = [explain_report(r, kernel, vm, lines[max(0, prev - 1):nxt - 1])
+             for r, prev, nxt in zip(reports, [1, *starts[:-2]], starts[1:])]
+    return group(found) if grouped else found

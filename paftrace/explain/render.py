@@ -44,6 +44,8 @@ def _facts(e: Explanation) -> list[tuple[str, str]]:
                          ("mems_allowed", r.mems_allowed)):
         if value:
             rows.append((label, value))
+    if e.cause is not None:
+        rows.append(("cause", f"{e.cause.cause}: {e.cause.sentence}"))
     return rows
 
 

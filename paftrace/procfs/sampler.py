@@ -46,6 +46,9 @@ class MemorySample:
     pageblock_order: int | None = None
     pagetypeinfo_ts_ns: int | None = None    # when the pagetypes were read, if ever
     notes: list[str] = field(default_factory=list)  # what could not be read, and why
+    # The kernel's zone list (zone_idx order) as /proc/zoneinfo prints it for every node,
+    # empty zones included; buddyinfo leaves unpopulated zones out.
+    zone_order: tuple[str, ...] = ()
 
     def zone(self, node: int, zone: str) -> ZoneSample | None:
         return next((z for z in self.zones if z.node == node and z.zone == zone), None)
@@ -63,9 +66,10 @@ def build_sample(ts_ns: int, buddy: list[ZoneFree], zoneinfo: list[ZoneInfo] | N
             z.pagetypes = pagetypeinfo.free.get(b.key)
             z.pageblocks = pagetypeinfo.blocks.get(b.key)
         zones.append(z)
+    order = tuple(dict.fromkeys(z.zone for z in zoneinfo or []))
     return MemorySample(ts_ns, zones, dict(tunables or {}),
                         pagetypeinfo.pageblock_order if pagetypeinfo else None,
-                        ts_ns if pagetypeinfo else None)
+                        ts_ns if pagetypeinfo else None, zone_order=order)
 
 
 class MemorySampler:

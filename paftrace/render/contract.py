@@ -42,7 +42,7 @@ RECORDS = (
         "type", "ts_ns", "cpu", "pid", "tid", "comm", "order", "gfp", "gfp_flags",
         "migratetype", "context", "softirq", "stack", "irq", "context_source", "requester",
         "blame", "visibility", "severity", "rule", "warned", "printed", "alloc_latency_us",
-        "buddyinfo", "stall"),
+        "buddyinfo", "stall", "cause", "cause_evidence", "cgroup"),
         "`ts_ns` is CLOCK_MONOTONIC. `gfp` is `\"0x...\"`, `gfp_flags` its names (composites "
         "first, as the kernel prints them). `context` is process|softirq|hardirq|nmi, "
         "`softirq` the vector or null, `stack` `[\"symbol+0xoff\", ...]` innermost first. "
@@ -51,7 +51,22 @@ RECORDS = (
         "`{\"sample_ts_ns\", \"sample_age_ms\", \"order\", \"zones\": [...]}`, where "
         "`sample_ts_ns` is the `ts_ns` of a `buddyinfo` record printed earlier. `stall` "
         "sums the task's direct reclaim and compaction in the second before the failure "
-        "(null without reclaim tracing). " + COMM_NOTE, ("comm_raw",)),
+        "(null without reclaim tracing). `cause` is one of `paftrace.cause.CAUSES` "
+        "(memcg-limit|no-free-block|watermark|node-or-policy|gave-up|unknown, docs/CAUSE.md); "
+        "`cause_evidence` is `{\"sentence\", \"order\", \"gfp_flags\" (single __GFP_ bits), "
+        "\"context\", \"watermark_rule\": {\"rule_set\", \"alloc_flags\", "
+        "\"ignores_watermarks\", \"rule\"}, \"gives_up_early\", \"sample_age_ms\", "
+        "\"zones\": [{\"node\", \"zone\", \"blocks_at_or_above\", \"free_pages\", "
+        "\"pages_free\", \"min\", \"threshold\", \"lowmem_reserve\", \"usable_pages\", "
+        "\"watermark_ok\"}], \"shortage\", \"memcg\": {\"levels\": [{\"version\", "
+        "\"path\", \"usage\", \"limit\", \"limit_events\", \"limit_events_name\", "
+        "\"kernel\", \"oom_kills\"}], \"need_bytes\", \"binding\", \"basis\"}, "
+        "\"nodes\", \"stall\", \"missing\": [...], \"advice\": [{\"text\", "
+        "\"evidence\"}]}` (sizes in bytes, zone figures in pages; keys without data are "
+        "left out). `cgroup` is `{\"id\" (cgroup2 id read in the kernel, or null), \"path\" "
+        "(cgroup2), \"memory_path\" (the memory controller's; v1 hosts: /proc/PID/cgroup), "
+        "\"memory_version\", \"unit\": {\"kind\", \"name\", \"pod\", \"label\"} or null, "
+        "\"missing\"?, \"note\"?}`. " + COMM_NOTE, ("comm_raw",)),
     RecordType("buddyinfo", "before the first failure that cites it", (
         "type", "ts_ns", "order", "zones", "tunables"),
         "The same object as `paftrace buddyinfo --json` prints."),
@@ -73,10 +88,15 @@ RECORDS = (
         "in the kernel); the totals in the summary are exact."),
     RecordType("summary", "last", (
         "type", "duration_s", "order", "orders", "failures_matched", "failures_reported",
-        "failures_by_context", "by_class", "call_sites", "lost", "allocations",
+        "failures_by_context", "by_class", "by_cause", "by_cgroup", "cgroup_filter",
+        "failures_filtered_by_cgroup", "call_sites", "lost", "allocations",
         "stack_sample_every", "reclaim", "fragmenters"),
         "`orders` is `{\"4\": {\"attempts\", \"failures\"}, ...}`; `allocations` is filled "
-        "with --all; `reclaim` is `{\"type\": \"reclaim_summary\", ...}` or null. `lost` "
+        "with --all; `reclaim` is `{\"type\": \"reclaim_summary\", ...}` or null. "
+        "`by_cause` is `{cause: N}`, `by_cgroup` `{\"/path\": N}` (memory cgroup path, else "
+        "cgroup2 path, else \"unknown\"); `cgroup_filter` is --cgroup or null, "
+        "`failures_filtered_by_cgroup` the failures it dropped in user space; each call site "
+        "has `cause` (of its latest failure), `causes` `{cause: N}` and `cgroup`. `lost` "
         "has the keys below: `records` counts every failure record not shown, buffer "
         "overruns plus `unhandled`, the records whose handling raised (that error ends the "
         "run with its traceback, never silently). `fragmenters` (null without reclaim tracing) is "

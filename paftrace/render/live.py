@@ -17,6 +17,8 @@ from paftrace.render.frag import fragmenters_panel
 from paftrace.render.memory import memory_panel
 from paftrace.render.memtext import failure_line as buddy_line
 from paftrace.render.plain import (
+    cause_text,
+    cgroup_text,
     context_label,
     stall_before,
     stall_detail,
@@ -54,19 +56,29 @@ def _triage_line(s: Snapshot) -> Text:
                 f"  rate-limited {c.get('rate-limited', 0)}  | ")
     text.append(", ".join(f"{k} {v}" for k, v in s.failures_by_context.items() if v) or
                 "no context yet")
+    if s.failures.by_cause:
+        text.append("  | cause: ")
+        text.append(", ".join(f"{k} {v}" for k, v in s.failures.by_cause.most_common()),
+                    style="bold")
     return text
 
 
 def _sites_table(s: Snapshot, now_ns: int) -> Table:
     table = Table(title="Failing call sites", title_justify="left", box=None, padding=(0, 1))
-    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict", "blame"):
+    for col in ("count", "/s", "last", "ord", "gfp", "context", "verdict / cause",
+                "blame / cgroup"):
         table.add_column(col, overflow="fold")
     for site in s.failures.top(8):
         f = site.sample
+        causes = ", ".join(f"{c} {n}" for c, n in site.causes.most_common(2)) \
+            if len(site.causes) > 1 else f.cause
+        verdict = inert(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, ""))
+        verdict.append("\n" + causes, style="bold")
+        who = inert(f.blame)
+        who.append("\n" + printable(cgroup_text(f)), style="dim")
         table.add_row(str(site.count), f"{site.rate(now_ns):.1f}", wall_clock(site.last_ns),
                       str(f.order), inert("|".join(f.gfp_flags)), inert(context_label(f)),
-                      inert(f"{f.visibility}/{f.severity}", SEVERITY_STYLE.get(f.severity, "")),
-                      inert(f.blame))
+                      verdict, who)
     return table
 
 
@@ -76,6 +88,10 @@ def _top_stacks(s: Snapshot) -> list[RenderableType]:
         f = site.sample
         body = Text()
         body.append(f"rule: {printable(f.rule)}\n", style="italic")
+        body.append(printable(cause_text(f)) + "\n", style="bold")
+        body.append(printable(f"cgroup: {cgroup_text(f)}") + "\n")
+        for item in (f.cause_evidence or {}).get("advice", [])[:1]:
+            body.append(printable(f"advice: {item['text']}") + "\n", style="green")
         if f.buddyinfo:  # the free lists when this call site last failed
             body.append(printable(buddy_line(f.buddyinfo)) + "\n", style="cyan")
         stalled = stall_before(f)
@@ -165,7 +181,8 @@ class LiveRenderer:
         self._last_draw = time.monotonic()
 
     def failure(self, failure: Failure) -> None:
-        detail = f"order {failure.order} {context_label(failure)} {failure.requester or '?'}"
+        detail = (f"order {failure.order} {context_label(failure)} {failure.requester or '?'} "
+                  f"cause={failure.cause}")
         stalled = stall_before(failure)
         if stalled:
             detail += " " + stalled

@@ -43,6 +43,21 @@ def stall_detail(record: dict) -> str:
             f"{record['outcome']}{status}")
 
 
+def cgroup_text(f: Failure) -> str:
+    """'/system.slice/docker-1a2b.scope (docker 1a2b...)', or why it is unknown."""
+    c = f.cgroup or {}
+    path = c.get("memory_path") or c.get("path")
+    if not path:
+        return "?" + (f" ({c['missing']})" if c.get("missing") else "")
+    unit = c.get("unit")
+    return path + (f" ({unit['label']})" if unit else "")
+
+
+def cause_text(f: Failure) -> str:
+    sentence = (f.cause_evidence or {}).get("sentence")
+    return f"cause={f.cause}" + (f": {sentence}" if sentence else "")
+
+
 def failure_line(f: Failure) -> str:
     extra = f" in-allocator {f.alloc_latency_us / 1000:.1f}ms" if f.alloc_latency_us else ""
     stalled = stall_before(f)
@@ -52,7 +67,8 @@ def failure_line(f: Failure) -> str:
     return (f"{wall_clock(f.ts_ns)} cpu{f.cpu} {printable(f.comm)}[{f.pid}/{f.tid}] "
             f"order:{f.order} {f.gfp}({'|'.join(f.gfp_flags)}) {f.migratetype} "
             f"{context_label(f)} {f.visibility}/{f.severity} "
-            f"blame={printable(f.blame)}{extra}{memory}")
+            f"blame={printable(f.blame)} cgroup={printable(cgroup_text(f))}{extra}{memory}"
+            f" | {printable(cause_text(f))}")
 
 
 def stall_line(record: dict) -> str:
@@ -78,9 +94,15 @@ def summary_lines(summary: dict) -> list[str]:
     classes = summary["by_class"]
     if classes:
         lines.append("  " + ", ".join(f"{k} {v}" for k, v in sorted(classes.items())))
+    if summary.get("by_cause"):
+        lines.append("  by cause: " + ", ".join(f"{k} {v}" for k, v in summary["by_cause"].items()))
+    if summary.get("by_cgroup"):
+        lines.append("  by cgroup: " + printable(", ".join(
+            f"{k} {v}" for k, v in list(summary["by_cgroup"].items())[:8])))
     for site in summary["call_sites"][:5]:
         lines.append(f"  {site['count']:>6}x order {site['order']} {'|'.join(site['gfp_flags'])} "
-                     f"{site['context']} {site['severity']}: {printable(site['blame'])}")
+                     f"{site['context']} {site['severity']} {site.get('cause', '')}: "
+                     f"{printable(site['blame'])} in {printable(site.get('cgroup', '?'))}")
         lines.append(f"          rule: {printable(site['rule'])}")
     reclaim = summary.get("reclaim")
     if reclaim:

@@ -151,8 +151,13 @@ def _read(path: Path) -> str:
 
 
 def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float = 60.0,
-            comm: str | None = None) -> ProvokeResult:
-    """Produce `count` failed allocations of `order`; returns what happened."""
+            comm: str | None = None, hold: float = 0.5,
+            name: str | None = None) -> ProvokeResult:
+    """Produce `count` failed allocations of `order`; returns what happened.
+
+    `hold`: seconds to keep the worker and its cgroup at the limit afterwards, so an
+    observer reading the cgroup's state from user space (paftrace's cause) still finds it.
+    `name`: the cgroup's name (default paftrace-provoke-PID), e.g. for a --cgroup filter."""
     if os.geteuid() != 0:
         raise ProvokeError("provoking failures needs root (memory cgroup, fs.pipe-max-size)")
     pipe_size = pipe_size_for_order(order)
@@ -167,12 +172,14 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
         with PIPE_MAX.held(pipe_size) as said:
             for line in said:
                 print(f"provoke: {line}", file=sys.stderr, flush=True)
-            return _provoke(count, order, fill_mib, timeout, comm, pipe_size, block, t0)
+            return _provoke(count, order, fill_mib, timeout, comm, pipe_size, block, t0,
+                            hold, name)
 
 
 def _provoke(count: int, order: int, fill_mib: int, timeout: float, comm: str | None,
-             pipe_size: int, block: int, t0: float) -> ProvokeResult:
-    cgroup = MemoryCgroup(f"{CGROUP_PREFIX}{os.getpid()}")
+             pipe_size: int, block: int, t0: float, hold: float,
+             name: str | None) -> ProvokeResult:
+    cgroup = MemoryCgroup(name or f"{CGROUP_PREFIX}{os.getpid()}")
     worker: subprocess.Popen[str] | None = None
     try:
         cgroup.no_swap()
@@ -192,6 +199,7 @@ def _provoke(count: int, order: int, fill_mib: int, timeout: float, comm: str | 
         cgroup.set_limit(cgroup.usage() + block // 2)
         _send(worker, "go")
         line = _expect(worker, "done", timeout)
+        time.sleep(hold)
         cgroup.set_limit(headroom(fill_mib, count))
         _, failures, grown = line.split()
         return ProvokeResult(order=order, requested=count, failures=int(failures),
@@ -306,6 +314,13 @@ def _await(word: str) -> None:
         raise SystemExit(0 if not line else f"provoke worker: expected {word!r}, got {line!r}")
 
 
+def _cgroup_name(value: str | None) -> str | None:
+    if value is not None and (value.startswith("/") or any(
+            part in ("", ".", "..") for part in value.split("/"))):
+        raise click.BadParameter("a relative path without '.', '..' or empty parts")
+    return value
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-n", "--count", type=click.IntRange(min=1), default=10, show_default=True,
               help="Failures to produce.")
@@ -318,8 +333,16 @@ def _await(word: str) -> None:
 @click.option("--comm", help="Task name of the failing worker (tests use it).")
 @click.option("--cleanup", is_flag=True,
               help="Only undo what killed runs left (their cgroups, fs.pipe-max-size).")
+@click.option("--hold", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              metavar="SECONDS",
+              help="Keep the worker and its cgroup at the limit this long after the failures, "
+                   "so observers reading its state from user space (paftrace names the cause "
+                   "and the cgroup) still find it.")
+@click.option("--name", callback=lambda ctx, param, value: _cgroup_name(value),
+              help="Cgroup to create, relative to the memory hierarchy (default "
+                   "paftrace-provoke-PID); its parent must exist, itself not.")
 def cli(count: int, order: int, fill_mib: int, timeout: float, comm: str | None,
-        cleanup: bool) -> None:
+        cleanup: bool, hold: float, name: str | None) -> None:
     """Produce real page allocation failures of a chosen order, safely (root).
 
     Prints one JSON object: the failures produced, the worker's pid, the cgroup.
@@ -328,7 +351,7 @@ def cli(count: int, order: int, fill_mib: int, timeout: float, comm: str | None,
     if cleanup:
         sys.exit(clean_up())
     try:
-        result = provoke(count, order, fill_mib, timeout, comm)
+        result = provoke(count, order, fill_mib, timeout, comm, hold, name)
     except (ProvokeError, OSError) as exc:
         print(f"provoke: {exc}", file=sys.stderr)
         sys.exit(1)
