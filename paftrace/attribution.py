@@ -156,7 +156,8 @@ class Attributor:
         if failure.context != "process":
             return None  # interrupts are not bound by the interrupted task's cpuset
         try:
-            mems = status_mems_allowed((self.proc / str(failure.pid) / "status").read_text())
+            mems = status_mems_allowed((self.proc / str(failure.pid) / "status").read_text(
+                errors="replace"))
         except OSError:
             return None
         if mems and not self.memory_nodes <= mems:

@@ -129,7 +129,7 @@ class CgroupResolver:
                  rescan_s: float = 1.0):
         if mounts is None:
             try:
-                mounts = parse_mountinfo(Path(proc, "self/mountinfo").read_text())
+                mounts = parse_mountinfo(Path(proc, "self/mountinfo").read_text(errors="replace"))
             except OSError:
                 mounts = CgroupMounts()
         self.mounts = mounts
@@ -187,10 +187,11 @@ class CgroupResolver:
         so its /proc/PID/cgroup no longer says where it failed."""
         base = self.proc / str(pid)
         try:
-            found = parse_proc_cgroup((base / "cgroup").read_text())
+            found = parse_proc_cgroup((base / "cgroup").read_text(errors="replace"))
             # Read after the cgroup file: exiting is for good, so a task not exiting now
             # was not exiting when its cgroup was read.
-            stat = (base / "stat").read_text()
+            # any bytes may be in a task name or a cgroup path: they are data
+            stat = (base / "stat").read_text(errors="replace")
         except OSError:
             return None
         return None if task_exiting(stat) else found

@@ -190,6 +190,11 @@ class ReclaimCounters:
     wakeup_kswapd_order: list[int]
     per_process: list[dict]        # process_stalls() of each process
 
+    def __post_init__(self) -> None:
+        # Captures (tests/data/replay) made before a counter was added to paftrace.h
+        # hold fewer: the missing ones were not counted, so they are 0.
+        self.counters = list(self.counters) + [0] * (len(COUNTERS) - len(self.counters))
+
     def to_json(self) -> dict:
         return dict(vars(self))
 
@@ -220,7 +225,9 @@ def reclaim_summary(plan: ReclaimPlan, statuses: dict[int, str], log: StallLog,
                                      enumerate(counters.wakeup_kswapd_order) if n}},
         "kcompactd": {"wakeup_requests": c["wakeup_kcompactd"], "wakes": c["kcompactd_wake"]},
         "extfrag": {"fallbacks": c["extfrag"], "fragmenting": c["extfrag_fragmenting"],
-                    "steals": c["extfrag_steal"]},
+                    "steals": c["extfrag_steal"],
+                    # fallbacks (or compaction verdicts) a full map could not attribute
+                    "not_attributed": c["extfrag_agg_full"]},
         "per_process": procs[:top],
         "lost_stalls": c["lost_stalls"],
     }

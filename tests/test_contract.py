@@ -28,7 +28,7 @@ def test_python_names_come_from_the_header() -> None:
                           "matched_failures", "sampled_stacks")
     assert CONTEXTS == ("process", "softirq", "hardirq", "nmi")
     assert SYSTEM_VECTOR_NAMES[0] == "local_timer" and len(SYSTEM_VECTOR_NAMES) == 9
-    assert COUNTERS[0] == "direct_compact" and COUNTERS[-1] == "lost_stalls"
+    assert COUNTERS[0] == "direct_compact" and COUNTERS[-1] == "extfrag_agg_full"
     assert KINDS == ("direct_reclaim", "direct_compaction")
     assert ENDS == ("page", "no_page", "then_reclaim", "then_recompact")
     assert contract.constants()["WARN_WINDOW_NS"] == 100_000_000
