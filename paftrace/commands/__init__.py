@@ -14,6 +14,7 @@ COMMANDS = [
     "paftrace.commands.explain:explain",
     "paftrace.commands.explain:gfp",
     "paftrace.commands.buddyinfo:buddyinfo",
+    "paftrace.commands.exporter:exporter",
 ]
 
 
