@@ -1,0 +1,120 @@
+"""A real Prometheus scrapes the real exporter while real failures are provoked (root)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from tests.exporter_helpers import (
+    Prometheus,
+    parse_exposition,
+    provoke_as,
+    require_prometheus_client,
+    running_exporter,
+    wait_for,
+)
+from tests.helpers import needs_root
+
+pytestmark = needs_root
+require_prometheus_client()
+
+from paftrace.procfs.buddyinfo import parse_buddyinfo  # noqa: E402
+
+N = 7
+FAILURES = 'sum(paftrace_page_alloc_failures_total{order="4",context="process"})'
+
+
+class BuddyinfoReader:
+    """/proc/buddyinfo read every 50 ms with wall-clock time stamps (Prometheus' clock)."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[float, dict[tuple[str, str, str], int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with open("/proc/buddyinfo") as f:
+                zones = parse_buddyinfo(f.read())
+            self.reads.append((time.time(), {(str(z.node), z.zone, str(k)): n for z in zones
+                                             for k, n in enumerate(z.free)}))
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> BuddyinfoReader:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def values_near(self, t: float, window: float) -> list[dict]:
+        return [v for ts, v in self.reads if abs(ts - t) <= window]
+
+
+def test_prometheus_sees_exactly_the_provoked_failures_and_the_buddyinfo():
+    comm = f"pafexp{os.getpid() % 100000}"
+    with running_exporter("--order", "4", "--comm", comm) as exporter, \
+            Prometheus([f"127.0.0.1:{exporter.port}"]) as prom:
+        wait_for("the first scrape", lambda: prom.value(
+            'paftrace_page_alloc_failures_matched_total{context="process"}') is not None, 30)
+        assert prom.target_health() == "up"
+        before = prom.value(FAILURES) or 0.0
+        provoked = provoke_as(comm, N, order=4)
+        assert provoked["failures"] == N, provoked
+        wait_for(f"{FAILURES} to rise by {N}",
+                 lambda: (prom.value(FAILURES) or 0) - before >= N, 30)
+        time.sleep(3)  # three more scrapes: it must stay exactly N, no late extras
+        assert prom.value(FAILURES) - before == N
+        labels = prom.query('paftrace_page_alloc_failures_total{order="4"}')[0]["metric"]
+        assert labels["gfp"] == "GFP_KERNEL_ACCOUNT" and "softirq" not in labels  # "" = absent
+        assert labels["visibility"] == "silent" and labels["severity"] == "expected"
+        site = prom.query('paftrace_page_alloc_failure_sites_total{order="4"}')
+        assert [(s["metric"]["requester"], float(s["value"][1])) for s in site] == [
+            ("pipe_resize_ring", before + N)]
+        assert prom.value('paftrace_page_alloc_failures_matched_total{context="process"}') \
+            == before + N
+        assert prom.value('sum(paftrace_lost_records_total)') == 0
+
+        with BuddyinfoReader() as buddy:
+            time.sleep(4)
+            end = time.time()
+            rows = prom.query("paftrace_buddy_free_blocks[3s]", time=f"{end - 1:.3f}")
+        assert rows, "no buddyinfo gauges in Prometheus"
+        checked = 0
+        for row in rows:
+            m = row["metric"]
+            key = (m["node"], m["zone"], m["order"])
+            for ts, value in row["values"]:
+                # The scrape read /proc/buddyinfo within one scrape interval (1 s) of its
+                # time stamp: some read of ours in that window shows the same count.
+                seen = {v[key] for v in buddy.values_near(float(ts), 1.0)}
+                assert seen, f"no /proc/buddyinfo read near {ts}"
+                assert int(float(value)) in seen, (key, value, sorted(seen))
+                checked += 1
+        files = parse_buddyinfo(Path("/proc/buddyinfo").read_text())
+        assert len(rows) == sum(len(z.free) for z in files)
+        assert checked >= 2 * len(rows)
+
+        code, seconds, err = exporter.stop()
+        assert code == 0, err
+        assert seconds < 5, f"SIGTERM took {seconds:.1f} s"
+        assert "Traceback" not in err
+        wait_for("Prometheus to see the exporter down",
+                 lambda: prom.target_health() == "down", 15)
+
+
+def test_sigterm_detaches_within_five_seconds_during_a_failure_storm():
+    comm = f"pafstorm{os.getpid() % 10000}"
+    with running_exporter("--order", "4+", "--comm", comm) as exporter:
+        worker = threading.Thread(target=provoke_as, args=(comm, 200, 4), daemon=True)
+        worker.start()
+        wait_for("failures in the exporter", lambda: parse_exposition(exporter.scrape()).get(
+            "paftrace_page_alloc_failures_total"), 60, every=0.05)
+        code, seconds, err = exporter.stop()
+        worker.join(timeout=120)
+    assert code == 0, err
+    assert seconds < 5, f"SIGTERM took {seconds:.1f} s"
+    assert "Traceback" not in err
