@@ -84,6 +84,7 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
     from prometheus_client import CollectorRegistry, ProcessCollector  # noqa: PLC0415
 
     from paftrace.loader import LoaderError  # noqa: PLC0415
+    from paftrace.procfs.capabilities import missing_for_tracing, own_capabilities  # noqa: PLC0415
     from paftrace.render.prometheus import (  # noqa: PLC0415
         ExporterInfo,
         PrometheusSink,
@@ -91,6 +92,14 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
     )
     from paftrace.tracer import StopFlag, Tracer, error  # noqa: PLC0415
 
+    caps = own_capabilities()
+    missing = missing_for_tracing(caps)
+    if missing:  # one clear line instead of bcc's "Failed to compile BPF module"
+        return error(f"exporter cannot attach: missing {', '.join(missing)} (run as root, or "
+                     "see docs/EXPORTER.md for the service's capabilities)")
+    if "CAP_SYSLOG" not in caps:
+        print("paftrace exporter: no CAP_SYSLOG: kernel stacks cannot be symbolized, "
+              'call sites are counted as requester="unknown"', file=sys.stderr)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # process_resident_memory_bytes & co.
     sink = PrometheusSink(registry, max_sites)
