@@ -28,14 +28,17 @@ from paftrace.render.prometheus import (  # noqa: E402
     CONTEXT_PAIRS,
     FAILURE_LABELS,
     OTHER,
+    BoundedCounter,
     ExporterInfo,
     PrometheusSink,
-    SiteTable,
     TracerCollector,
     failure_labels,
     gfp_label_values,
     leading_gfp_name,
+    other_failure,
+    other_site,
     series_bound,
+    site_labels,
 )
 
 TABLE = table_from_print_fmt(parse_format(
@@ -117,21 +120,29 @@ def test_failure_labels_in_order_and_softirq_only_in_softirq() -> None:
 
 
 def test_sites_keep_their_series_and_the_rest_go_to_other() -> None:
-    sites = SiteTable(limit=2)
+    sites = BoundedCounter(2, other_site)
     for name in ("a", "b", "c", "a", "d", "c"):
-        sites.add(name, 4, "process")
-    sites.add(None, 5, "softirq")
+        sites.add(site_labels(make_failure(requester=name)))
+    sites.add(site_labels(make_failure(order=5, context="softirq", requester=None)))
     assert sites.counts == {("a", "4", "process"): 2, ("b", "4", "process"): 1,
                             (OTHER, "4", "process"): 3, (OTHER, "5", "softirq"): 1}
     before = dict(sites.counts)
-    sites.add("b", 4, "process")  # an admitted site stays admitted: counters only grow
+    sites.add(("b", "4", "process"))  # an admitted site stays admitted: counters only grow
     assert all(sites.counts[k] >= v for k, v in before.items())
 
 
 def test_no_requester_is_unknown_not_dropped() -> None:
-    sites = SiteTable(limit=5)
-    sites.add(None, 4, "hardirq")
+    sites = BoundedCounter(5, other_site)
+    sites.add(site_labels(make_failure(context="hardirq", requester=None)))
     assert sites.counts == {("unknown", "4", "hardirq"): 1}
+
+
+def test_failure_label_sets_beyond_the_cap_keep_order_and_context() -> None:
+    failures = BoundedCounter(1, other_failure)
+    failures.add(failure_labels(make_failure()))
+    failures.add(failure_labels(make_failure(context="softirq", softirq="NET_RX", mask=0x820)))
+    assert failures.counts == {("4", "process", "", "GFP_KERNEL_ACCOUNT", "silent", "expected"): 1,
+                               ("4", "softirq", "NET_RX", OTHER, OTHER, OTHER): 1}
 
 
 def test_scrape_has_every_metric_of_the_issue(proc: Path) -> None:
@@ -254,12 +265,14 @@ def test_a_storm_of_call_sites_and_processes_stays_under_the_bound(proc: Path) -
     bound = series_bound(TABLE, orders=11, kernel_orders=len(zones[0].free), zones=len(zones),
                          max_sites=20, probes=2)
     failures = m["paftrace_page_alloc_failures_total"]
-    assert len(failures) <= bound.per_metric["paftrace_page_alloc_failures_total"]
+    assert len(failures) <= bound.per_metric["paftrace_page_alloc_failures_total"] == \
+        200 + 11 * len(CONTEXT_PAIRS)
+    assert sum(1 for k in failures if dict(k)["gfp"] != OTHER) <= 200
     assert {dict(k)["gfp"] for k in failures} <= gfp_label_values(TABLE)
     sites = m["paftrace_page_alloc_failure_sites_total"]
     assert len(sites) <= bound.per_metric["paftrace_page_alloc_failure_sites_total"]
     assert sum(1 for k in sites if dict(k)["requester"] != OTHER) == 20
-    assert sum(sites.values()) == sum(failures.values())  # nothing lost in "other"
+    assert sum(sites.values()) == sum(failures.values()) == n * 3  # nothing lost in "other"
     series = sum(len(v) for k, v in m.items() if not k.endswith("_created"))
     assert series <= bound.total
 

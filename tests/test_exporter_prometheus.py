@@ -118,3 +118,45 @@ def test_sigterm_detaches_within_five_seconds_during_a_failure_storm():
     assert code == 0, err
     assert seconds < 5, f"SIGTERM took {seconds:.1f} s"
     assert "Traceback" not in err
+
+
+def test_a_failure_storm_keeps_the_series_under_the_documented_bound():
+    """Failures at five orders from ten processes, all orders traced, 3 named call sites."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from paftrace.gfp import table_from_print_fmt  # noqa: PLC0415
+    from paftrace.render.prometheus import OTHER, series_bound  # noqa: PLC0415
+    from paftrace.tracefs import TraceFs  # noqa: PLC0415
+
+    comm = f"pafcard{os.getpid() % 10000}"
+    orders = [4, 5, 6, 7, 8] * 2
+    with running_exporter("--order", "0+", "--max-sites", "3") as exporter:
+        before = parse_exposition(exporter.scrape())
+        with ThreadPoolExecutor(max_workers=len(orders)) as pool:
+            results = list(pool.map(lambda o: provoke_as(comm, 5, o), orders))
+        assert all(r["failures"] == 5 for r in results), results
+
+        def storm_seen() -> dict:
+            m = parse_exposition(exporter.scrape())
+            got = {dict(k)["order"] for k in m.get("paftrace_page_alloc_failures_total", {})}
+            return m if {str(o) for o in orders} <= got else {}
+
+        metrics = wait_for("failures of every order", storm_seen, 60)
+    table = table_from_print_fmt(TraceFs().read_format("kmem", "mm_page_alloc").print_fmt)
+    zones = parse_buddyinfo(Path("/proc/buddyinfo").read_text())
+    bound = series_bound(table, orders=len(zones[0].free), kernel_orders=len(zones[0].free),
+                         zones=len(zones), max_sites=3,
+                         probes=len(metrics["paftrace_probe_info"]))
+    series = {name: len(v) for name, v in metrics.items()}
+    assert sum(series.values()) <= bound.total, (series, bound)
+    for name in ("paftrace_page_alloc_failures_total", "paftrace_page_alloc_failure_sites_total",
+                 "paftrace_buddy_free_blocks"):
+        assert series[name] <= bound.per_metric[name], name
+    sites = metrics["paftrace_page_alloc_failure_sites_total"]
+    named = {k for k in sites if dict(k)["requester"] != OTHER}
+    assert len(named) == 3  # five order-N call sites, three named ...
+    assert any(dict(k)["requester"] == OTHER for k in sites)  # ... the rest summed
+    new = sum(metrics["paftrace_page_alloc_failures_total"].values()) - sum(
+        before.get("paftrace_page_alloc_failures_total", {}).values())
+    assert new >= 50  # ours, and maybe other failures on this shared machine
+    assert sum(sites.values()) == sum(metrics["paftrace_page_alloc_failures_total"].values())

@@ -80,7 +80,7 @@ def serve(host: str, port: int, registry: Any) -> Any:
 
 
 def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
-                 duration: float | None = None) -> int:
+                 max_failure_series: int, duration: float | None = None) -> int:
     from prometheus_client import CollectorRegistry, ProcessCollector  # noqa: PLC0415
 
     from paftrace.loader import LoaderError  # noqa: PLC0415
@@ -102,7 +102,7 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
               'call sites are counted as requester="unknown"', file=sys.stderr)
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)  # process_resident_memory_bytes & co.
-    sink = PrometheusSink(registry, max_sites)
+    sink = PrometheusSink(registry, max_sites, max_failure_series)
     try:  # before the slow compile: a busy port fails at once
         httpd = serve(host, port, registry)
     except OSError as exc:
@@ -140,10 +140,14 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
 @click.option("--max-sites", type=click.IntRange(0, 1000), default=20, show_default=True,
               help="Call sites with their own series; failures of later sites are "
                    'counted under requester="other".')
+@click.option("--max-failure-series", type=click.IntRange(1, 100000), default=200,
+              show_default=True,
+              help="Label sets of paftrace_page_alloc_failures_total with their own series; "
+                   'later ones keep order and context with gfp/visibility/severity="other".')
 @click.option("-d", "--duration", type=click.FloatRange(min=0, min_open=True), hidden=True,
               help="Stop after this many seconds (tests).")
-def exporter(listen: tuple[str, int], max_sites: int, duration: float | None,
-             **filters: Any) -> None:
+def exporter(listen: tuple[str, int], max_sites: int, max_failure_series: int,
+             duration: float | None, **filters: Any) -> None:
     """Serve page allocation failures as Prometheus metrics (long-running, root).
 
     Same BPF program, counters, context logic and decoding as `paftrace trace`;
@@ -160,7 +164,8 @@ def exporter(listen: tuple[str, int], max_sites: int, duration: float | None,
         order_min=orders[0], order_max=orders[1], pid=filters["pid"], comm=filters["comm"],
         atomic_only=filters["atomic_only"], warn_only=filters["warn_only"],
         disabled=filters["disabled"], stack_storage=filters["stack_storage_size"])
-    sys.exit(run_exporter(options, *listen, max_sites=max_sites, duration=duration))
+    sys.exit(run_exporter(options, *listen, max_sites=max_sites,
+                          max_failure_series=max_failure_series, duration=duration))
 
 
 exporter.params.extend(p for p in trace.params if p.name in SHARED_OPTIONS)

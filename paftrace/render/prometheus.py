@@ -10,7 +10,9 @@ read then, through the same pure procfs readers as `paftrace buddyinfo`).
 Cardinality is bounded by construction: no pid, task name or stack in any label;
 labels are kernel-defined sets (orders, contexts, softirq vectors, the gfp table's
 composite names, triage verdicts) except `requester`, which only the first
-`max_sites` call sites get (the rest are summed under requester="other").
+`max_sites` call sites get (the rest are summed under requester="other"); and
+failures get at most `max_failure_series` label sets of their own (the rest keep
+order, context and softirq, with gfp/visibility/severity "other").
 `series_bound()` is that bound as a number, documented in docs/EXPORTER.md.
 """
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,6 +54,8 @@ CONTEXT_PAIRS = [(c, "") for c in CONTEXTS if c != SOFTIRQ] + \
 VISIBILITIES = (SILENT, REPORTED, RATE_LIMITED)
 SEVERITIES = (EXPECTED, HARMFUL)
 WATERMARKS = ("min", "low", "high")
+# prometheus_client's ProcessCollector: virtual/resident memory, start time, cpu, fds.
+PROCESS_SERIES = 6
 
 
 def leading_gfp_name(gfp_flags: list[str]) -> str:
@@ -77,36 +81,51 @@ def failure_labels(f: Failure) -> tuple[str, ...]:
             leading_gfp_name(f.gfp_flags), f.visibility, f.severity)
 
 
-class SiteTable:
-    """Call sites (requester, order, context) with their own series, at most `limit`.
+class BoundedCounter:
+    """Counts by label values, with at most `limit` label sets of their own.
 
-    A site keeps its series once it has one, so every counter stays monotonic (a
-    site that left a recomputed top N would look like a counter reset to rate()).
-    Sites beyond the limit are summed under requester="other" per order and context.
+    A label set keeps its series once it has one, so every counter stays monotonic
+    (a set that left a recomputed top N would look like a counter reset to rate()).
+    Later label sets are counted under `fold(labels)`, a coarser set ("other").
     """
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, fold: Callable[[tuple[str, ...]], tuple[str, ...]]):
         self.limit = limit
-        self.counts: Counter[tuple[str, str, str]] = Counter()
-        self._named: set[tuple[str, str, str]] = set()
+        self.fold = fold
+        self.counts: Counter[tuple[str, ...]] = Counter()
+        self._named: set[tuple[str, ...]] = set()
 
-    def add(self, requester: str | None, order: int, context: str) -> None:
-        key = (requester or NO_REQUESTER, str(order), context)
-        if key not in self._named:
+    def add(self, labels: tuple[str, ...]) -> None:
+        if labels not in self._named:
             if len(self._named) >= self.limit:
-                key = (OTHER, str(order), context)
+                labels = self.fold(labels)
             else:
-                self._named.add(key)
-        self.counts[key] += 1
+                self._named.add(labels)
+        self.counts[labels] += 1
+
+
+def site_labels(f: Failure) -> tuple[str, ...]:
+    """(requester, order, context): a call site, in SITE_LABELS order."""
+    return (f.requester or NO_REQUESTER, str(f.order), f.context)
+
+
+def other_site(labels: tuple[str, ...]) -> tuple[str, ...]:
+    return (OTHER, *labels[1:])
+
+
+def other_failure(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """Keep order, context and softirq; gfp, visibility and severity become "other"."""
+    return (*labels[:3], OTHER, OTHER, OTHER)
 
 
 class PrometheusSink:
     """The tracer's renderer for the exporter: counts what the run loop decodes."""
 
-    def __init__(self, registry: CollectorRegistry, max_sites: int = 20):
+    def __init__(self, registry: CollectorRegistry, max_sites: int = 20,
+                 max_failure_series: int = 200):
         self.lock = threading.Lock()
-        self.failures: Counter[tuple[str, ...]] = Counter()
-        self.sites = SiteTable(max_sites)
+        self.failures = BoundedCounter(max_failure_series, other_failure)
+        self.sites = BoundedCounter(max_sites, other_site)
         self.info: dict = {}
         self.summary: dict | None = None
         # The client library's histogram is thread-safe; observed from the run loop.
@@ -123,8 +142,8 @@ class PrometheusSink:
 
     def failure(self, failure: Failure) -> None:
         with self.lock:
-            self.failures[failure_labels(failure)] += 1
-            self.sites.add(failure.requester, failure.order, failure.context)
+            self.failures.add(failure_labels(failure))
+            self.sites.add(site_labels(failure))
 
     def event(self, record: dict) -> None:
         if record.get("type") == "stall" and record.get("kind") in self.stalls:
@@ -139,9 +158,9 @@ class PrometheusSink:
     def close(self) -> None:
         pass
 
-    def copy(self) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, str, str], int]]:
+    def copy(self) -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], int]]:
         with self.lock:
-            return dict(self.failures), dict(self.sites.counts)
+            return dict(self.failures.counts), dict(self.sites.counts)
 
 
 class CounterSource(Protocol):
@@ -337,16 +356,17 @@ class SeriesBound:
 
 
 def series_bound(table: GfpTable, orders: int, kernel_orders: int, zones: int,
-                 max_sites: int, probes: int) -> SeriesBound:
+                 max_sites: int, probes: int, max_failure_series: int = 200) -> SeriesBound:
     """orders: traced orders that exist (order_max clipped to the kernel's);
     kernel_orders: columns of /proc/buddyinfo; zones: lines of it."""
     contexts = len(CONTEXTS)
-    gfp = len(gfp_label_values(table))
-    stall = len(STALL_BUCKETS) + 1 + 2  # buckets with +Inf, _sum, _count
+    every_label_set = orders * len(CONTEXT_PAIRS) * len(gfp_label_values(table)) * len(
+        VISIBILITIES) * len(SEVERITIES)
+    stall = len(STALL_BUCKETS) + 1 + 3  # buckets with +Inf, _sum, _count, _created
     return SeriesBound({
         "paftrace_page_alloc_attempts_total": min(kernel_orders, 32),
         "paftrace_page_alloc_failures_total":
-            orders * len(CONTEXT_PAIRS) * gfp * len(VISIBILITIES) * len(SEVERITIES),
+            min(every_label_set, max_failure_series + orders * len(CONTEXT_PAIRS)),
         "paftrace_page_alloc_failures_matched_total": contexts,
         "paftrace_page_alloc_failure_sites_total": max_sites + orders * contexts,
         "paftrace_lost_records_total": 2,
@@ -358,4 +378,5 @@ def series_bound(table: GfpTable, orders: int, kernel_orders: int, zones: int,
         "paftrace_buddy_free_blocks": zones * kernel_orders,
         "zone gauges (at_or_above, free, 3 watermarks, 2 indexes)": zones * 7,
         "paftrace_scrape_duration_seconds": 1,
+        "process_* (client library)": PROCESS_SERIES,
     })
