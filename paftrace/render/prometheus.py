@@ -219,8 +219,9 @@ class TracerCollector:
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             started = time.perf_counter()
-            metrics = [*self._allocations(), *self._sites(), *self._self_observability(),
-                       *self._reclaim(), *self._memory()]
+            failures, sites = self.sink.copy()
+            metrics = [*self._allocations(failures), self._sites(sites),
+                       *self._self_observability(), *self._reclaim(), *self._memory()]
             duration = GaugeMetricFamily(
                 "paftrace_scrape_duration_seconds",
                 "Time this scrape took to read the kernel counters and /proc")
@@ -228,7 +229,7 @@ class TracerCollector:
         yield from metrics
         yield duration
 
-    def _allocations(self) -> Iterable[Metric]:
+    def _allocations(self, counts: dict[tuple[str, ...], int]) -> Iterable[Metric]:
         attempts = CounterMetricFamily(
             "paftrace_page_alloc_attempts",
             "Page allocations by order, successful or not, every task (in-kernel counter)",
@@ -244,22 +245,20 @@ class TracerCollector:
             "Failed page allocations matching the filters by context, counted in the kernel "
             "(exact even when records are lost; every context present from the start)",
             labels=["context"])
-        counts, _ = self.sink.copy()
         for labels, count in sorted(counts.items()):
             failures.add_metric(list(labels), count)
         for context, count in self.source.failures_by_context().items():
             matched.add_metric([context], count)
         return [attempts, failures, matched]
 
-    def _sites(self) -> Iterable[Metric]:
+    def _sites(self, counts: dict[tuple[str, ...], int]) -> Metric:
         sites = CounterMetricFamily(
             "paftrace_page_alloc_failure_sites",
             f"Failures by call site (first {self.sink.sites.limit} sites; the rest under "
             'requester="other")', labels=list(SITE_LABELS))
-        _, counts = self.sink.copy()
         for labels, count in sorted(counts.items()):
             sites.add_metric(list(labels), count)
-        return [sites]
+        return sites
 
     def _self_observability(self) -> Iterable[Metric]:
         lost = self.source.lost()
