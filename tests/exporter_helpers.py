@@ -193,14 +193,9 @@ class Prometheus:
 
 
 def parse_exposition(text: str) -> dict[str, dict[tuple, float]]:
-    """{sample name: {sorted label items: value}} of an exposition text."""
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+    from paftrace.render.prometheus import parse_exposition as parse  # noqa: PLC0415
 
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
+    return parse(text)
 
 
 def provoke_as(comm: str, count: int, order: int = 4) -> dict:

@@ -343,6 +343,17 @@ def memory_metrics(sample: MemorySample, order: int) -> list[Metric]:
     return [blocks, above, free, marks, unusable, fragmentation]
 
 
+def parse_exposition(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """{sample name: {sorted label items: value}} of an exposition text (tests, bench)."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
 @dataclass(frozen=True)
 class SeriesBound:
     """The most series the exporter can expose, per metric (docs/EXPORTER.md)."""

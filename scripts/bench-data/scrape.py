@@ -7,7 +7,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from prometheus_client.parser import text_string_to_metric_families
+from paftrace.render.prometheus import parse_exposition as samples
 
 TARGET_SCRAPE_P99_S = 0.050  # issue 14: p99 under 50 ms with all series present
 
@@ -18,14 +18,6 @@ def scrape(url: str, timeout: float = 10.0) -> tuple[float, str]:
     with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback
         text = resp.read().decode()
     return time.perf_counter() - t0, text
-
-
-def samples(text: str) -> dict[str, dict[tuple, float]]:
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
 
 
 def order_failures(text: str, order: int) -> int:
