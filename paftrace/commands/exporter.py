@@ -119,7 +119,11 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
         print(f"paftrace exporter: serving http://{host}:{httpd.server_port}/metrics "
               f"(order {options.order_label}, kernel {info.kernel}, "
               f"{len(info.probes)} probes)", file=sys.stderr, flush=True)
-        tracer.run(stop, duration, interval=1.0, live_allocations=False)
+        summary = tracer.run(stop, duration, interval=1.0, live_allocations=False)
+        lost = summary["lost"]
+        print(f"paftrace exporter: stopped after {summary['duration_s']:.0f} s: "
+              f"{summary['failures_reported']} failures decoded, {lost['records']} records "
+              f"lost, {lost['stack_errors']} stack errors", file=sys.stderr, flush=True)
     except LoaderError as exc:
         return error(str(exc))
     finally:

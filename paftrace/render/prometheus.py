@@ -164,7 +164,7 @@ class PrometheusSink:
 
 
 class CounterSource(Protocol):
-    """The tracer's in-kernel counters (paftrace.tracer.Tracer adapts its session)."""
+    """The tracer's in-kernel counters (commands/exporter.py adapts the running Tracer)."""
 
     def order_counts(self) -> dict[int, tuple[int, int]]: ...
 
