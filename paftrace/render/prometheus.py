@@ -32,7 +32,9 @@ from paftrace import __version__
 from paftrace.context import CONTEXTS, SOFTIRQ, SOFTIRQ_NAMES
 from paftrace.gfp import GfpTable
 from paftrace.procfs import frag
-from paftrace.procfs.sampler import MemorySample, MemorySampler
+from paftrace.procfs.buddyinfo import ProcFormatError, ZoneFree
+from paftrace.procfs.sampler import MemorySampler
+from paftrace.procfs.zoneinfo import ZoneInfo
 from paftrace.records import Failure
 from paftrace.render import Snapshot
 from paftrace.triage import EXPECTED, HARMFUL, RATE_LIMITED, REPORTED, SILENT
@@ -54,6 +56,7 @@ CONTEXT_PAIRS = [(c, "") for c in CONTEXTS if c != SOFTIRQ] + \
 VISIBILITIES = (SILENT, REPORTED, RATE_LIMITED)
 SEVERITIES = (EXPECTED, HARMFUL)
 WATERMARKS = ("min", "low", "high")
+WATERMARK_PERIOD_S = 10.0
 # prometheus_client's ProcessCollector: virtual/resident memory, start time, cpu, fds.
 PROCESS_SERIES = 6
 
@@ -209,8 +212,10 @@ class TracerCollector:
         self.source = source
         self.sink = sink
         self.info = info
-        # interval 0: every scrape reads the files; history 2 keeps memory flat.
-        self.memory = memory or MemorySampler(interval=0, history=2)
+        # The free lists are read at every scrape; /proc/zoneinfo (watermarks: they move
+        # only with the vm.* tunables and watermark boosts) at most every WATERMARK_PERIOD_S:
+        # parsing it was a third of a scrape's CPU. History 2 keeps memory flat.
+        self.memory = memory or MemorySampler(interval=WATERMARK_PERIOD_S, history=2)
         self._lock = threading.Lock()  # two scrapers at once: one collection at a time
 
     def describe(self) -> list[Metric]:
@@ -299,21 +304,29 @@ class TracerCollector:
 
     def _memory(self) -> Iterable[Metric]:
         try:
-            sample = self.memory.latest()
-        except OSError:
+            zones = self.memory.free_lists()
+        except (OSError, ProcFormatError):
             return []
-        return memory_metrics(sample, self.info.order)
+        try:
+            infos = {z.key: z.info for z in self.memory.latest().zones}
+        except (OSError, ProcFormatError):
+            infos = {}
+        return memory_metrics(zones, infos, self.info.order)
 
 
-def memory_metrics(sample: MemorySample, order: int) -> list[Metric]:
-    """Memory-state gauges of one sample; `order` is the watched order."""
+def memory_metrics(zones: list[ZoneFree], infos: dict[tuple[int, str], ZoneInfo | None],
+                   order: int) -> list[Metric]:
+    """Memory-state gauges: free lists of one /proc/buddyinfo read, watermarks of the
+    zones' latest /proc/zoneinfo block; `order` is the watched order."""
     zone = ["node", "zone"]
     blocks = GaugeMetricFamily("paftrace_buddy_free_blocks",
                                "Free blocks per order (/proc/buddyinfo)", labels=[*zone, "order"])
     above = GaugeMetricFamily("paftrace_zone_free_blocks_at_or_above_order",
                               "Free blocks of the watched order or larger", labels=[*zone, "order"])
     free = GaugeMetricFamily("paftrace_zone_free_pages",
-                             "Free pages of the zone (/proc/zoneinfo 'pages free')", labels=zone)
+                             "Free pages of the zone: its free lists summed (the buddy pages "
+                             "NR_FREE_PAGES counts), from the same read as the blocks",
+                             labels=zone)
     marks = GaugeMetricFamily("paftrace_zone_watermark_pages",
                               "Zone watermarks in pages (/proc/zoneinfo, boost included)",
                               labels=[*zone, "watermark"])
@@ -326,20 +339,20 @@ def memory_metrics(sample: MemorySample, order: int) -> list[Metric]:
         "Why the watched order would fail: ~0 lack of memory, ~1 fragmentation, -1 a block "
         "exists (mm/vmstat.c __fragmentation_index)", labels=[*zone, "order"])
     watched = str(order)
-    for z in sample.zones:
+    for z in zones:
         key = [str(z.node), z.zone]
         for k, count in enumerate(z.free):
             blocks.add_metric([*key, str(k)], count)
         above.add_metric([*key, watched], frag.blocks_at_or_above(z.free, order))
+        free.add_metric(key, frag.free_pages(z.free))
         unusable.add_metric([*key, watched], frag.as_fraction(frag.unusable_index(z.free, order)))
         fragmentation.add_metric([*key, watched],
                                  frag.as_fraction(frag.fragmentation_index(z.free, order)))
-        if z.info is not None:
-            free.add_metric(key, z.info.free)
-            levels = z.info.watermarks()
-            for mark in WATERMARKS:
-                if mark in levels:
-                    marks.add_metric([*key, mark], levels[mark])
+        info = infos.get(z.key)
+        levels = info.watermarks() if info is not None else {}
+        for mark in WATERMARKS:
+            if mark in levels:
+                marks.add_metric([*key, mark], levels[mark])
     return [blocks, above, free, marks, unusable, fragmentation]
 
 
