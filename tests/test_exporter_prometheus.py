@@ -160,3 +160,36 @@ def test_a_failure_storm_keeps_the_series_under_the_documented_bound():
         before.get("paftrace_page_alloc_failures_total", {}).values())
     assert new >= 50  # ours, and maybe other failures on this shared machine
     assert sum(sites.values()) == sum(metrics["paftrace_page_alloc_failures_total"].values())
+
+
+def _prog_tags(pid: int) -> list[str]:
+    """Tags (hash of the instructions) of the BPF programs a process holds."""
+    tags = []
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            text = info.read_text()
+        except OSError:
+            continue
+        tags += [line.split()[1] for line in text.splitlines() if line.startswith("prog_tag:")]
+    return sorted(tags)
+
+
+def test_the_exporter_loads_exactly_the_tracers_bpf_programs():
+    """One code path: `paftrace exporter -o 4` and `paftrace -o 4` hold the same programs."""
+    import subprocess  # noqa: PLC0415
+
+    from paftrace.workloads.childproc import read_line  # noqa: PLC0415
+    from tests.helpers import paftrace_cmd  # noqa: PLC0415
+
+    tracer = subprocess.Popen([*paftrace_cmd(), "--order", "4", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert read_line(tracer, 90, '{"type":"attached"'), "tracer did not attach"
+        with running_exporter("--order", "4") as exporter:
+            exported = _prog_tags(exporter.proc.pid)
+        traced = _prog_tags(tracer.pid)
+    finally:
+        tracer.terminate()
+        tracer.communicate(timeout=30)
+    assert len(traced) >= 10  # mm_page_alloc, irq and softirq entry/exit, reclaim, ...
+    assert exported == traced
