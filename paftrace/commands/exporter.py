@@ -121,7 +121,8 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
         info = ExporterInfo(kernel=tracer.session.kernel.release, order=options.order_min,
                             probes=plan.probes(), refused=list(plan.refused))
         registry.register(TracerCollector(TracerCounters(tracer), sink, info))
-        print(f"paftrace exporter: serving http://{host}:{httpd.server_port}/metrics "
+        where = f"[{host}]" if ":" in host else host
+        print(f"paftrace exporter: serving http://{where}:{httpd.server_port}/metrics "
               f"(order {options.order_label}, kernel {info.kernel}, "
               f"{len(info.probes)} probes)", file=sys.stderr, flush=True)
         summary = tracer.run(stop, duration, interval=1.0, live_allocations=False)
