@@ -6,7 +6,8 @@ Two independent sources, cross-checked:
    irq:irq_handler_entry/exit tracepoints (plus x86 irq_vectors:* for LAPIC
    timer and IPIs). Cheap and available for every event.
 2. The kernel stack of a failure, read innermost frame first: the first
-   context marker found decides (KERNEL-FACTS 4.4). It is the only way to see
+   context marker found decides (x86 entry code and kernel/softirq.c
+   per version: docs/KERNEL-NOTES.md §4.4). It is the only way to see
    NMI, and it corrects the per-CPU state when an irq entry/exit event was
    skipped (BPF does not run a program while another runs on that CPU).
 
@@ -18,19 +19,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from paftrace import contract
+
 PROCESS, SOFTIRQ, HARDIRQ, NMI = "process", "softirq", "hardirq", "nmi"
-CONTEXTS = (PROCESS, SOFTIRQ, HARDIRQ, NMI)  # index = value of the BPF `context` byte
+# index = value of the BPF `context` byte (paftrace.h CTX_*)
+CONTEXTS = contract.enumeration("CTX_")
+assert CONTEXTS == (PROCESS, SOFTIRQ, HARDIRQ, NMI), CONTEXTS
 
 # softirq_to_name[] (kernel/softirq.c); vector 5 was BLOCK_IOPOLL up to 4.4.
 SOFTIRQ_NAMES = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED",
                  "HRTIMER", "RCU")
 
-# Negative irq numbers in records are x86 system vectors (pagealloc.c SYSTEM_VECTOR).
-SYSTEM_VECTOR_NAMES = ("local_timer", "call_function", "call_function_single", "reschedule",
-                       "thermal_apic", "threshold_apic", "deferred_error_apic", "error_apic",
-                       "spurious_apic")
+# Negative irq numbers in records are x86 system vectors (paftrace.h SYSTEM_VECTORS).
+SYSTEM_VECTOR_NAMES = contract.system_vectors()
 
-# Softirq action functions -> vector (open_softirq() callers, KERNEL-FACTS 4.2).
+# Softirq action functions -> vector (open_softirq() callers, kernel/softirq.c and
+# net/core/dev.c, block/, kernel/rcu/, kernel/time/; docs/KERNEL-NOTES.md §4.4).
 SOFTIRQ_ACTIONS = {
     "tasklet_hi_action": "HI",
     "run_timer_softirq": "TIMER",
@@ -101,7 +105,7 @@ def classify_stack(frames: list[str]) -> StackContext:
     return StackContext(None)
 
 
-NO_VEC = 0xFF  # pagealloc.c: not in a softirq
+NO_VEC = contract.constants()["NO_VEC"]  # not in a softirq
 
 
 def softirq_name(vec: int) -> str | None:

@@ -91,7 +91,8 @@ def table_from_print_fmt(print_fmt: str, field_name: str = "gfp_flags",
         except CExprError:
             skipped.append(name)
     zero = re.match(r'\s*:\s*"([^"]*)"', print_fmt[end + 1:])
-    # 2.6.32-4.4 print "GFP_NOWAIT" for 0; 4.14+ print "none" (KERNEL-FACTS 3.4).
+    # 2.6.32-4.4 print "GFP_NOWAIT" for 0; 4.14+ print "none"
+    # (include/trace/events/mmflags.h, show_gfp_flags).
     return GfpTable(entries=entries, source=source,
                     zero_name=zero.group(1) if zero else "none", skipped=skipped)
 

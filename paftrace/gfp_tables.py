@@ -1,7 +1,8 @@
 """Built-in gfp flag tables for kernels whose format file we cannot read.
 
 One table per era in which gfp bit values or the kernel's own flag table
-changed (KERNEL-FACTS.md §3: values read in the kernel trees listed there).
+changed (include/linux/gfp.h, gfp_types.h from 6.0, read in the kernel
+trees listed in docs/KERNEL-NOTES.md §0; the values are in its §3).
 Each table lists composite masks first, then single flags, in the order the
 kernel's ``show_gfp_flags()`` / ``%pGg`` walks them, so greedy decoding gives
 the same names the kernel prints. Bits the kernel table omits (2.6.32 lacks
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from paftrace.gfp import GfpTable
 
-# Single-flag values per era (KERNEL-FACTS §3.1). "*" in a name's comment there
+# Single-flag values per era (docs/KERNEL-NOTES.md §3.1). "*" in a name's comment there
 # means config-dependent; such bits are named here because if they are set the
 # name is the right one for that version.
 _COMMON = {"DMA": 0x1, "HIGHMEM": 0x2, "DMA32": 0x4, "MOVABLE": 0x8, "HIGH": 0x20,
@@ -57,7 +58,8 @@ _V6_6 = {**{k: v for k, v in _V5_19.items() if not k.startswith(("ATOMIC", "SKIP
 _V6_9 = {**{k: v for k, v in _V5_4.items() if k not in ("ATOMIC", "NOLOCKDEP")},
          "ZEROTAGS": 0x800000, "NOLOCKDEP": 0x1000000}  # bit 24 only with CONFIG_LOCKDEP
 # 6.12+: MEMCG=y selects SLAB_OBJ_EXT, so a distro x86 kernel (no LOCKDEP, no
-# KASAN_HW_TAGS) puts __GFP_NO_OBJ_EXT in bit 24 (KERNEL-FACTS §3.2).
+# KASAN_HW_TAGS) puts __GFP_NO_OBJ_EXT in bit 24 (include/linux/gfp_types.h and
+# init/Kconfig, 6.12-6.18; docs/KERNEL-NOTES.md §3.2).
 _V6_12 = {**{k: v for k, v in _V6_9.items() if k != "NOLOCKDEP"}, "NO_OBJ_EXT": 0x1000000}
 
 # Composite masks, in the kernel's table order, as formulas over single flags.
@@ -130,7 +132,7 @@ class Era:
     source: str
 
 
-_TREES = "KERNEL-FACTS.md §3 (values read in the {} tree)"
+_TREES = "bit values from include/linux/gfp.h of the {} source tree"
 ERAS: list[Era] = [
     Era((2, 6), "2.6.32", _V2_6_32, _ORDER_2_6, "GFP_", "GFP_NOWAIT",
         "Linux 2.6.32 include/trace/events/kmem.h show_gfp_flags; " + _TREES.format("2.6.32.70")),

@@ -1,8 +1,11 @@
-"""What the running kernel offers, and the probe plan chosen from it.
+"""The one probe planner: what the running kernel offers, and the frozen plan chosen from it.
 
-Decisions are made by probing (format files, kallsyms, a test map), never by
-comparing version numbers. `KernelInfo` is a protocol so the planning logic is
-tested with a fake kernel; `LiveKernel` reads this machine.
+The plan is computed before anything is loaded and says everything the loader
+will do: tracepoints, kprobes, reclaim/compaction events, the record transport,
+each fallback and why. `--dry-run`, `doctor` and the loader all read it. Decisions
+are made by probing (format files, kallsyms, a test map), never by comparing
+version numbers. `KernelInfo` is a protocol so the planning logic is tested with
+a fake kernel; `LiveKernel` reads this machine through bcc and tracefs.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Protocol
@@ -30,14 +34,15 @@ FEATURES = {
 }
 
 # The allocator entry has been renamed several times; newest first. The one
-# holding the mm_page_alloc tracepoint is wanted (KERNEL-FACTS 1.1, 2.1).
+# holding the mm_page_alloc tracepoint is wanted (mm/page_alloc.c: the function
+# that calls trace_mm_page_alloc() in each version; docs/KERNEL-NOTES.md §1.1, §2.1).
 ALLOC_ENTRY_NAMES = (
     "__alloc_frozen_pages_noprof",  # 6.14: real core; __alloc_pages_noprof wraps it
     "__alloc_pages_noprof",         # 6.10: memory allocation profiling adds _noprof
     "__alloc_pages",                # 5.13: __alloc_pages_nodemask renamed
     "__alloc_pages_nodemask",       # 2.6.32 .. 5.12
 )
-# warn_alloc_failed became warn_alloc in 4.9 (KERNEL-FACTS 1.1).
+# warn_alloc_failed became warn_alloc in 4.9 (mm/page_alloc.c, 4.9).
 WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
 # What warn_alloc() calls only once past its rate limit, to tell a printed warning
 # from a rate-limited one: warn_alloc_show_mem() is inlined, but it calls
@@ -48,14 +53,62 @@ WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
 PRINTED_MARKER_NAMES = ("__show_mem", "show_mem", "__show_free_areas", "show_free_areas",
                         "dump_stack_lvl", "dump_stack")
 
-# x86 system vectors paftrace brackets (pagealloc.c SYSTEM_VECTOR, same order).
-# Not irq_work: perf and the BPF ring buffer wake readers through irq_work, and
-# the kernel refuses a perf/BPF attachment there (EPERM, seen on 6.18).
+# x86 system vectors paftrace brackets (paftrace.h SYSTEM_VECTORS, same order).
 SYSTEM_VECTORS = SYSTEM_VECTOR_NAMES
 
-BPF_MAP_CREATE = 0
+# include/uapi/linux/bpf.h enum bpf_map_type (also bcc.table.BPF_MAP_TYPE_*).
 BPF_MAP_TYPE_ARRAY = 2
-BPF_MAP_TYPE_RINGBUF = 27  # added in 5.8 (commit 457f44363a88)
+BPF_MAP_TYPE_RINGBUF = 27  # v5.8, commit 457f44363a88 ("bpf: Implement BPF ring buffer")
+
+
+@dataclass(frozen=True)
+class Tracepoint:
+    """One tracepoint paftrace may attach: the single list of them (TRACEPOINTS)."""
+
+    category: str
+    event: str
+    feature: str          # --no-feature name that turns it off ("core": cannot)
+    why: str
+    macro: str | None = None  # -D switch of reclaim.c compiled in when present
+
+    @property
+    def name(self) -> str:
+        return f"{self.category}:{self.event}"
+
+
+# reclaim.c's tracepoints: (category, event, its -D switch, why).
+_RECLAIM_EVENTS = (
+    ("vmscan", "mm_vmscan_direct_reclaim_begin", "HAVE_DIRECT_RECLAIM", "direct reclaim stalls"),
+    ("compaction", "mm_compaction_try_to_compact_pages", "HAVE_TRY_COMPACT",
+     "direct compaction stalls (4.4+)"),
+    ("compaction", "mm_compaction_end", "HAVE_COMPACTION_END", "compaction outcomes (4.4+)"),
+    ("compaction", "mm_compaction_migratepages", "HAVE_MIGRATEPAGES", "pages migrated"),
+    ("vmscan", "mm_vmscan_wakeup_kswapd", "HAVE_WAKEUP_KSWAPD", "kswapd wakeup requests"),
+    ("vmscan", "mm_vmscan_kswapd_wake", "HAVE_KSWAPD_WAKE", "kswapd wakes"),
+    ("compaction", "mm_compaction_wakeup_kcompactd", "HAVE_WAKEUP_KCOMPACTD",
+     "kcompactd wakeup requests (4.14+)"),
+    ("compaction", "mm_compaction_kcompactd_wake", "HAVE_KCOMPACTD_WAKE",
+     "kcompactd wakes (4.14+)"),
+    ("kmem", "mm_page_alloc_extfrag", "HAVE_EXTFRAG", "migratetype fallbacks"),
+)
+# The one list of tracepoints; field lists per kernel:
+# include/trace/events/{kmem,irq,compaction,vmscan}.h and arch/x86/include/asm/trace/irq_vectors.h.
+TRACEPOINTS = (
+    Tracepoint("kmem", "mm_page_alloc", "core", "every allocation and its failure"),
+    Tracepoint("irq", "irq_handler_entry", "irq-tracepoints", "hardirq context"),
+    Tracepoint("irq", "irq_handler_exit", "irq-tracepoints", "hardirq context"),
+    Tracepoint("irq", "softirq_entry", "irq-tracepoints", "softirq context and vector"),
+    Tracepoint("irq", "softirq_exit", "irq-tracepoints", "softirq context and vector"),
+    *(Tracepoint("irq_vectors", f"{vector}_{edge}", "irq-vectors",
+                 f"x86 {vector} hardirqs (4.14+)")
+      for vector in SYSTEM_VECTORS for edge in ("entry", "exit")),
+    *(Tracepoint(category, event, "reclaim", why, macro)
+      for category, event, macro, why in _RECLAIM_EVENTS),
+    # Closes what _begin opened: attached whenever _begin is.
+    Tracepoint("vmscan", "mm_vmscan_direct_reclaim_end", "reclaim", "direct reclaim stalls"),
+)
+IRQ_TRACEPOINTS = tuple(t for t in TRACEPOINTS if t.feature == "irq-tracepoints")
+RECLAIM_TRACEPOINTS = tuple(t for t in TRACEPOINTS if t.macro is not None)
 
 
 class KernelInfo(Protocol):
@@ -73,44 +126,57 @@ class KernelInfo(Protocol):
     def ringbuf_supported(self) -> bool: ...
 
 
+# Every function the planner may kprobe: bcc scans kallsyms once for all of them.
+KPROBE_CANDIDATES = (*ALLOC_ENTRY_NAMES, *WARN_NAMES, *PRINTED_MARKER_NAMES)
+
+
 class LiveKernel:
-    """The running kernel, read through tracefs, /proc and the bpf() syscall."""
+    """The running kernel, read through bcc (tracepoints, kprobe-able functions, maps)
+    and tracefs (format files). Create it after tracefs is mounted: bcc picks its
+    tracefs path when imported."""
 
     def __init__(self, tracefs: TraceFs | None = None):
         self.tracefs = tracefs or TraceFs()
         self.release = platform.release()
         self._formats: dict[tuple[str, str], TracepointFormat | None] = {}
 
+    @cached_property
+    def _bpf(self):  # noqa: ANN202 - bcc.BPF, imported late on purpose
+        from paftrace.loader import import_bcc  # noqa: PLC0415 - bcc only when planning
+
+        return import_bcc().BPF
+
     def has_event(self, category: str, event: str) -> bool:
-        return self.tracefs.has_event(category, event)
+        return bool(self._bpf.tracepoint_exists(category, event))
 
     def read_format(self, category: str, event: str) -> TracepointFormat | None:
-        # Planning, the gfp table and reclaim's plan all ask: read each file once.
+        # Planning and the gfp table both ask: read each file once.
         key = (category, event)
         if key not in self._formats:
             self._formats[key] = self.tracefs.read_format(category, event)
         return self._formats[key]
 
     @cached_property
-    def _functions(self) -> frozenset[str]:
-        names = set()
+    def _kprobe_functions(self) -> frozenset[str]:
+        """bcc's list of kprobe-able functions (kallsyms minus the kprobe blacklist,
+        init and irqentry text), narrowed to the candidates in one scan."""
+        pattern = "^(" + "|".join(re.escape(n) for n in KPROBE_CANDIDATES) + ")$"
         try:
-            with open("/proc/kallsyms") as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[1] in "tT":
-                        names.add(parts[2])
+            found = self._bpf.get_kprobe_functions(pattern.encode())
         except OSError:
-            pass
-        return frozenset(names)
+            # bcc reads debugfs's kprobes/blacklist and raises when debugfs is not
+            # mounted: then take the candidates that kallsyms lists as text.
+            return frozenset(kallsyms_text_symbols() & set(KPROBE_CANDIDATES))
+        return frozenset(name.decode() for name in found)
 
     def has_function(self, name: str) -> bool:
-        return name in self._functions and self._traceable(name)
+        return name in self._kprobe_functions and self._traceable(name)
 
     @cached_property
     def _ftrace_functions(self) -> frozenset[str] | None:
         """Kprobe events refuse functions ftrace cannot trace (notrace, most of lib/)
-        unless CONFIG_KPROBE_EVENTS_ON_NOTRACE; None when the list is unreadable."""
+        unless CONFIG_KPROBE_EVENTS_ON_NOTRACE; bcc does not check this list.
+        None when it is unreadable."""
         root = self.tracefs.locate()
         try:
             with open(root / "available_filter_functions") as f:  # type: ignore[operator]
@@ -133,62 +199,92 @@ class LiveKernel:
         return can_create_map(BPF_MAP_TYPE_RINGBUF, max_entries=os.sysconf("SC_PAGE_SIZE"))
 
 
+def kallsyms_text_symbols() -> set[str]:
+    try:
+        with open("/proc/kallsyms") as f:
+            return {parts[2] for parts in map(str.split, f)
+                    if len(parts) >= 3 and parts[1] in "tTwW"}
+    except OSError:
+        return set()
+
+
 def can_create_map(map_type: int, max_entries: int, key_size: int = 0,
                    value_size: int = 0) -> bool:
-    """Feature probe: try to create (and close) a BPF map of a type."""
+    """Feature probe by trying: create (and close) a BPF map of a type through libbcc
+    (bcc_create_map, src/cc/libbpf.c), on any architecture."""
+    from paftrace.loader import LoaderError, import_bcc  # noqa: PLC0415
 
-    class MapAttr(ctypes.Structure):
-        _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
-                    ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
-                    ("pad", ctypes.c_uint8 * 112)]
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    nr_bpf = {"x86_64": 321, "aarch64": 280}.get(platform.machine())
-    if nr_bpf is None:
+    try:
+        lib = import_bcc().libbcc.lib
+    except LoaderError:
         return False
-    attr = MapAttr(map_type=map_type, key_size=key_size, value_size=value_size,
-                   max_entries=max_entries)
-    fd = libc.syscall(nr_bpf, BPF_MAP_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
+    create = lib.bcc_create_map
+    create.restype = ctypes.c_int
+    create.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int]
+    fd = create(map_type, b"paftrace_probe", key_size, value_size, max_entries, 0)
     if fd < 0:
         return False
     os.close(fd)
     return True
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureStatus:
     name: str
     used: bool
     detail: str
 
 
-@dataclass
-class ProbePlan:
-    """What the loader compiles in and attaches; also what `doctor` reports."""
+@dataclass(frozen=True)
+class ReclaimPlan:
+    """reclaim.c's part of the plan: its -D switches and tracepoints."""
 
+    cflags: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()   # attached, "category:event"
+    missing: tuple[str, ...] = ()  # absent on this kernel
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """Everything the loader compiles in and attaches, decided before loading;
+    what `--dry-run` prints and `doctor` reports."""
+
+    release: str = ""
     failure_field: str = "pfn"
     ringbuf: bool = True
     irq_tracepoints: bool = True
-    system_vectors: list[str] = field(default_factory=list)
+    system_vectors: tuple[str, ...] = ()
     warn_kprobe: str | None = None
-    printed_kprobes: list[str] = field(default_factory=list)  # candidates, in order
-    printed_kprobe: str | None = None  # the one that attached
+    printed_kprobes: tuple[str, ...] = ()  # candidates, in order: the first that attaches
     alloc_kprobe: str | None = None
-    statuses: list[FeatureStatus] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)  # planned, but the kernel said no
-    extra_probes: list[str] = field(default_factory=list)  # e.g. reclaim's tracepoints
+    reclaim: ReclaimPlan | None = None
+    statuses: tuple[FeatureStatus, ...] = ()
+
+    def tracepoints(self) -> tuple[str, ...]:
+        """Every tracepoint the program attaches, "category:event"."""
+        out = ["kmem:mm_page_alloc"]
+        if self.irq_tracepoints:
+            out += [t.name for t in IRQ_TRACEPOINTS]
+        out += [f"irq_vectors:{v}_{edge}" for v in self.system_vectors
+                for edge in ("entry", "exit")]
+        if self.reclaim is not None:
+            out += self.reclaim.events
+        return tuple(out)
+
+    def kprobes(self) -> tuple[str, ...]:
+        """Kprobes always attached (the printed marker is the first of
+        `printed_kprobes` that the kernel accepts)."""
+        return tuple(n for n in (self.warn_kprobe, self.alloc_kprobe) if n)
 
     def probes(self) -> list[str]:
-        """Names of what gets attached, for the `attached` record."""
-        out = ["tracepoint:kmem:mm_page_alloc"]
+        """What gets attached, as listed in `--dry-run` and the `attached` record."""
+        out = [f"tracepoint:{t}" for t in self.tracepoints()]
         out.append("ringbuf" if self.ringbuf else "perfbuf")
-        if self.irq_tracepoints:
-            out += ["tracepoint:irq:irq_handler_entry/exit", "tracepoint:irq:softirq_entry/exit"]
-        out += [f"tracepoint:irq_vectors:{v}_entry/exit" for v in self.system_vectors]
-        for name in (self.warn_kprobe, self.printed_kprobe, self.alloc_kprobe):
-            if name:
-                out.append(f"kprobe:{name}")
-        return out + self.extra_probes
+        out += [f"kprobe:{k}" for k in self.kprobes()]
+        if self.printed_kprobes:
+            out.append(f"kprobe:{self.printed_kprobes[0]}")
+        return out
 
 
 class PlanError(RuntimeError):
@@ -200,7 +296,7 @@ def first_present(kernel: KernelInfo, names: tuple[str, ...]) -> str | None:
 
 
 def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
-                want_alloc_kprobe: bool = True) -> ProbePlan:
+                want_alloc_kprobe: bool = True, pageblock_order: int = 9) -> ProbePlan:
     unknown = disabled - FEATURES.keys()
     if unknown:
         raise PlanError(f"unknown feature(s) for --no-feature: {', '.join(sorted(unknown))}; "
@@ -209,31 +305,29 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
     if fmt is None:
         raise PlanError("tracepoint kmem:mm_page_alloc is missing: the kernel needs "
                         "CONFIG_TRACEPOINTS/CONFIG_EVENT_TRACING (2.6.32+)")
-    plan = ProbePlan()
-    note = plan.statuses.append
+    statuses: list[FeatureStatus] = []
+    note = statuses.append
     # The pfn field replaced the page pointer in ~4.1 (Namhyung Kim, "tracing, mm:
     # Record pfn instead of pointer to struct page"): failure is -1UL, before NULL.
     if fmt.get("pfn"):
-        plan.failure_field = "pfn"
+        failure_field = "pfn"
     elif fmt.get("page"):
-        plan.failure_field = "page"
+        failure_field = "page"
     else:
         raise PlanError("kmem:mm_page_alloc has neither a pfn nor a page field")
-    note(FeatureStatus("failure-field", True, f"failure detected by {plan.failure_field} "
-                       f"== {'-1' if plan.failure_field == 'pfn' else 'NULL'}"))
+    note(FeatureStatus("failure-field", True, f"failure detected by {failure_field} "
+                       f"== {'-1' if failure_field == 'pfn' else 'NULL'}"))
 
-    # BPF ring buffer: 5.8 (commit 457f44363a88); older kernels use the perf buffer.
     if "ringbuf" in disabled:
-        plan.ringbuf = False
+        ringbuf = False
         note(FeatureStatus("ringbuf", False, "disabled by --no-feature; perf buffer used"))
     else:
-        plan.ringbuf = kernel.ringbuf_supported()
-        note(FeatureStatus("ringbuf", plan.ringbuf, "BPF ring buffer" if plan.ringbuf else
+        ringbuf = kernel.ringbuf_supported()
+        note(FeatureStatus("ringbuf", ringbuf, "BPF ring buffer" if ringbuf else
                            "no BPF ring buffer (needs 5.8); perf buffer used"))
 
-    irq_events = ("irq_handler_entry", "irq_handler_exit", "softirq_entry", "softirq_exit")
-    have_irq = all(kernel.has_event("irq", e) for e in irq_events)
-    plan.irq_tracepoints = have_irq and "irq-tracepoints" not in disabled
+    have_irq = all(kernel.has_event(t.category, t.event) for t in IRQ_TRACEPOINTS)
+    irq_tracepoints = have_irq and "irq-tracepoints" not in disabled
     if "irq-tracepoints" in disabled:
         note(FeatureStatus("irq-tracepoints", False, "disabled by --no-feature; context from "
                            "the stack only"))
@@ -242,41 +336,94 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
                            have_irq else "irq:* tracepoints missing; context from the stack only"))
 
     # irq_vectors:* exist on x86 since 4.14 (reschedule since 5.10).
-    if plan.irq_tracepoints and "irq-vectors" not in disabled:
-        plan.system_vectors = [
-            v for v in SYSTEM_VECTORS
-            if kernel.has_event("irq_vectors", f"{v}_entry")
-            and kernel.has_event("irq_vectors", f"{v}_exit")
-        ]
-    note(FeatureStatus("irq-vectors", bool(plan.system_vectors),
-                       f"{len(plan.system_vectors)} x86 system vectors bracketed"
-                       if plan.system_vectors else "no irq_vectors tracepoints used"))
+    vectors: tuple[str, ...] = ()
+    if irq_tracepoints and "irq-vectors" not in disabled:
+        vectors = tuple(v for v in SYSTEM_VECTORS
+                        if kernel.has_event("irq_vectors", f"{v}_entry")
+                        and kernel.has_event("irq_vectors", f"{v}_exit"))
+    note(FeatureStatus("irq-vectors", bool(vectors),
+                       f"{len(vectors)} x86 system vectors bracketed"
+                       if vectors else "no irq_vectors tracepoints used"))
 
-    kprobes = kernel.kprobes_available()
+    warn, printed, alloc = _plan_kprobes(kernel, disabled, want_alloc_kprobe, note)
+    reclaim = _plan_reclaim_part(kernel, disabled, pageblock_order, note)
+    return ProbePlan(release=kernel.release, failure_field=failure_field, ringbuf=ringbuf,
+                     irq_tracepoints=irq_tracepoints, system_vectors=vectors,
+                     warn_kprobe=warn, printed_kprobes=printed, alloc_kprobe=alloc,
+                     reclaim=reclaim, statuses=tuple(statuses))
+
+
+def _plan_kprobes(kernel: KernelInfo, disabled: frozenset[str], want_alloc_kprobe: bool,
+                  note) -> tuple[str | None, tuple[str, ...], str | None]:
     if "kprobes" in disabled:
         note(FeatureStatus("kprobes", False, "disabled by --no-feature"))
-        return plan
-    if not kprobes:
+        return None, (), None
+    if not kernel.kprobes_available():
         note(FeatureStatus("kprobes", False, "kernel has no kprobes (CONFIG_KPROBES / "
                            "CONFIG_KPROBE_EVENTS off): warn_alloc marking and allocation "
                            "latency unavailable; everything else works"))
-        return plan
+        return None, (), None
     note(FeatureStatus("kprobes", True, "kprobes available"))
+    warn, printed = None, ()
     if "warn-kprobe" not in disabled:
-        plan.warn_kprobe = first_present(kernel, WARN_NAMES)
-        if plan.warn_kprobe:
-            plan.printed_kprobes = [n for n in PRINTED_MARKER_NAMES if kernel.has_function(n)]
-    note(FeatureStatus("warn-kprobe", bool(plan.warn_kprobe),
-                       f"kprobe:{plan.warn_kprobe}" if plan.warn_kprobe else
+        warn = first_present(kernel, WARN_NAMES)
+        if warn:
+            printed = tuple(n for n in PRINTED_MARKER_NAMES if kernel.has_function(n))
+    note(FeatureStatus("warn-kprobe", bool(warn),
+                       f"kprobe:{warn}" if warn else
                        "disabled by --no-feature" if "warn-kprobe" in disabled else
                        f"none of {', '.join(WARN_NAMES)} in kallsyms"))
+    alloc = None
     if "alloc-kprobe" not in disabled and want_alloc_kprobe:
-        plan.alloc_kprobe = first_present(kernel, ALLOC_ENTRY_NAMES)
-    note(FeatureStatus("alloc-kprobe", bool(plan.alloc_kprobe),
-                       f"kprobe:{plan.alloc_kprobe}" if plan.alloc_kprobe else
+        alloc = first_present(kernel, ALLOC_ENTRY_NAMES)
+    note(FeatureStatus("alloc-kprobe", bool(alloc),
+                       f"kprobe:{alloc}" if alloc else
                        "disabled" if "alloc-kprobe" in disabled or not want_alloc_kprobe else
                        f"none of {', '.join(ALLOC_ENTRY_NAMES)} in kallsyms"))
+    return warn, printed, alloc
+
+
+def _plan_reclaim_part(kernel: KernelInfo, disabled: frozenset[str], pageblock_order: int,
+                       note) -> ReclaimPlan | None:
+    if "reclaim" in disabled:
+        note(FeatureStatus("reclaim", False, "disabled by --no-feature"))
+        return None
+    plan = plan_reclaim(kernel, pageblock_order)
+    if not plan.events:
+        note(FeatureStatus("reclaim", False,
+                           "no compaction/vmscan tracepoints: no stall timeline"))
+        return None
+    note(FeatureStatus("reclaim", True, f"{len(plan.events)} compaction/vmscan/extfrag "
+                       "tracepoints" + (f"; missing {', '.join(plan.missing)}"
+                                        if plan.missing else "")))
     return plan
+
+
+def plan_reclaim(kernel: KernelInfo, pageblock_order: int = 9) -> ReclaimPlan:
+    """reclaim.c's switches: each tracepoint that exists, and the fields that vary."""
+    cflags = [f"-DPAGEBLOCK_ORDER={pageblock_order}"]
+    events: list[str] = []
+    missing: list[str] = []
+    for tp in RECLAIM_TRACEPOINTS:
+        fmt = (kernel.read_format(tp.category, tp.event)
+               if kernel.has_event(tp.category, tp.event) else None)
+        if fmt is None:
+            missing.append(tp.name)
+            continue
+        if tp.event == "mm_compaction_try_to_compact_pages":
+            if not kernel.has_event("kmem", "mm_page_alloc"):
+                # Without the allocation's result the stall cannot close.
+                missing.append("kmem:mm_page_alloc")
+                continue
+            if fmt.get("prio"):  # `mode` (enum migrate_mode) in 4.4, `prio` from 4.14
+                cflags.append("-DHAVE_COMPACT_PRIO")
+        if tp.event == "mm_page_alloc_extfrag" and fmt.get("change_ownership"):
+            cflags.append("-DHAVE_EXTFRAG_OWNERSHIP")
+        cflags.append(f"-D{tp.macro}")
+        events.append(tp.name)
+    if "vmscan:mm_vmscan_direct_reclaim_begin" in events:
+        events.append("vmscan:mm_vmscan_direct_reclaim_end")
+    return ReclaimPlan(cflags=tuple(cflags), events=tuple(events), missing=tuple(missing))
 
 
 def headers_dir(release: str | None = None) -> Path | None:

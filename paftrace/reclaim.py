@@ -1,93 +1,40 @@
 """Direct reclaim / compaction stalls and background activity, from tracepoints.
 
 paftrace/bpf/reclaim.c is compiled by the loader together with pagealloc.c, with
-only the tracepoints this kernel has (`plan_reclaim`, testable with a fake
-KernelInfo). `ReclaimTracker` reads that object: it polls the per-stall records
-into a `StallLog` and reads the in-kernel counters for `summary()`; the tracer
-asks `stall_info(tid, ts_ns)` for each failure.
+only the tracepoints this kernel has (planned by `paftrace.planner.plan_reclaim`).
+This module is pure: it decodes the stall records (`decode_stall`), keeps them
+(`StallLog`, fed by `StallRecords`) and builds the `reclaim_summary` from them and
+the in-kernel counters; `paftrace.maps.ReclaimTracker` reads those from the
+loaded object. The tracer asks `stall_info(tid, ts_ns)` for each failure.
 """
 
 from __future__ import annotations
 
-import ctypes
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from paftrace.planner import KernelInfo
+from paftrace import contract
+from paftrace.delivery import GuardedHandler, Tap
+from paftrace.planner import KernelInfo, ReclaimPlan
 
 BPF_SOURCE = "reclaim.c"
 
-# (category, event, macro); fields that vary are probed in plan_reclaim.
-EVENTS = (
-    ("vmscan", "mm_vmscan_direct_reclaim_begin", "HAVE_DIRECT_RECLAIM"),
-    ("compaction", "mm_compaction_try_to_compact_pages", "HAVE_TRY_COMPACT"),
-    ("compaction", "mm_compaction_end", "HAVE_COMPACTION_END"),
-    ("compaction", "mm_compaction_migratepages", "HAVE_MIGRATEPAGES"),
-    ("vmscan", "mm_vmscan_wakeup_kswapd", "HAVE_WAKEUP_KSWAPD"),
-    ("vmscan", "mm_vmscan_kswapd_wake", "HAVE_KSWAPD_WAKE"),
-    ("compaction", "mm_compaction_wakeup_kcompactd", "HAVE_WAKEUP_KCOMPACTD"),
-    ("compaction", "mm_compaction_kcompactd_wake", "HAVE_KCOMPACTD_WAKE"),
-    ("kmem", "mm_page_alloc_extfrag", "HAVE_EXTFRAG"),
-)
-# Mirrors of reclaim.c's constants.
-COUNTERS = ("direct_compact", "direct_reclaim", "reclaimed", "wakeup_kswapd", "kswapd_wake",
-            "wakeup_kcompactd", "kcompactd_wake", "extfrag", "extfrag_fragmenting",
-            "extfrag_steal", "migrated", "migrate_failed", "lost_stalls")
-STATUS_SLOTS = 16
-KINDS = ("direct_reclaim", "direct_compaction")
-ENDS = ("page", "no_page", "then_reclaim", "then_recompact")
+# From paftrace/bpf/paftrace.h, the one source of the kernel/user contract.
+COUNTERS = contract.enumeration("C_")
+STATUS_SLOTS = contract.constants()["STATUS_SLOTS"]
+KINDS = contract.enumeration("KIND_")
+ENDS = contract.enumeration("END_")
+RawStall = contract.struct("stall_event")
 # enum compact_priority (include/linux/compaction.h, 4.14 -> 6.18)
 PRIORITIES = {0: "sync_full", 1: "sync_light", 2: "async"}
-# enum compact_result, 4.14 -> 6.18 (KERNEL-FACTS §6.1); the running kernel's
+# enum compact_result, 4.14 -> 6.18 (include/linux/compaction.h); the running kernel's
 # print fmt of mm_compaction_end wins when it names them.
 COMPACT_RESULTS = {0: "not_suitable_zone", 1: "skipped", 2: "deferred", 3: "no_suitable_page",
                    4: "continue", 5: "complete", 6: "partial_skipped", 7: "contended",
                    8: "success"}
-
-
-class RawStall(ctypes.Structure):
-    _fields_ = [
-        ("start_ns", ctypes.c_uint64), ("end_ns", ctypes.c_uint64), ("gfp", ctypes.c_uint64),
-        ("nr_reclaimed", ctypes.c_uint64), ("pid", ctypes.c_uint32), ("tid", ctypes.c_uint32),
-        ("order", ctypes.c_uint32), ("prio", ctypes.c_int32), ("last_status", ctypes.c_int32),
-        ("zones", ctypes.c_uint32), ("kind", ctypes.c_uint8), ("end", ctypes.c_uint8),
-        ("pad", ctypes.c_uint8 * 6), ("comm", ctypes.c_char * 16),
-    ]
-
-
-@dataclass
-class ReclaimPlan:
-    cflags: list[str] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)   # attached, "category:event"
-    missing: list[str] = field(default_factory=list)  # absent on this kernel
-
-
-def plan_reclaim(kernel: KernelInfo, pageblock_order: int = 9) -> ReclaimPlan:
-    plan = ReclaimPlan(cflags=[f"-DPAGEBLOCK_ORDER={pageblock_order}"])
-    for category, event, macro in EVENTS:
-        fmt = kernel.read_format(category, event) if kernel.has_event(category, event) else None
-        if fmt is None:
-            plan.missing.append(f"{category}:{event}")
-            continue
-        plan.cflags.append(f"-D{macro}")
-        plan.events.append(f"{category}:{event}")
-        if event == "mm_compaction_try_to_compact_pages":
-            if fmt.get("prio"):  # `mode` (enum migrate_mode) in 4.4, `prio` from 4.14
-                plan.cflags.append("-DHAVE_COMPACT_PRIO")
-            if not kernel.has_event("kmem", "mm_page_alloc"):
-                # Without the allocation's result the stall cannot close.
-                plan.cflags.remove(f"-D{macro}")
-                plan.events.remove(f"{category}:{event}")
-                plan.missing.append("kmem:mm_page_alloc")
-                continue
-        if event == "mm_page_alloc_extfrag" and fmt.get("change_ownership"):
-            plan.cflags.append("-DHAVE_EXTFRAG_OWNERSHIP")
-    if "vmscan:mm_vmscan_direct_reclaim_begin" in plan.events:
-        plan.events.append("vmscan:mm_vmscan_direct_reclaim_end")
-    return plan
 
 
 def status_names(print_fmt: str) -> dict[int, str]:
@@ -216,84 +163,75 @@ def statuses_for(kernel: KernelInfo) -> dict[int, str]:
     return status_names(end_fmt.print_fmt) if end_fmt else dict(COMPACT_RESULTS)
 
 
-class ReclaimTracker:
-    """Reads reclaim.c's maps and stall records in the object the loader built."""
+def process_stalls(pid: int, per_cpu: list[Any]) -> dict:
+    """One process's stall time from its per-CPU `proc_stall` copies (paftrace.h)."""
+    used = [v for v in per_cpu if v.reclaim_n or v.compact_n]
+    comm = used[-1].comm if used else b""
+    return {"pid": pid, "comm": comm.decode("utf-8", "replace"),
+            "reclaim_ms": round(sum(v.reclaim_ns for v in used) / 1e6, 3),
+            "reclaim_n": sum(v.reclaim_n for v in used),
+            "compact_ms": round(sum(v.compact_ns for v in used) / 1e6, 3),
+            "compact_n": sum(v.compact_n for v in used),
+            "max_ms": round(max((v.max_ns for v in used), default=0) / 1e6, 3)}
 
-    def __init__(self, bpf: Any, plan: ReclaimPlan, statuses: dict[int, str]):
-        self.bpf = bpf
-        self.plan = plan
+
+@dataclass
+class ReclaimCounters:
+    """reclaim.c's in-kernel counters, summed over CPUs (paftrace.h C_* order)."""
+
+    counters: list[int]
+    compact_status: list[int]      # background runs, then direct (STATUS_SLOTS each)
+    wakeup_kswapd_order: list[int]
+    per_process: list[dict]        # process_stalls() of each process
+
+    def to_json(self) -> dict:
+        return dict(vars(self))
+
+
+def reclaim_summary(plan: ReclaimPlan, statuses: dict[int, str], log: StallLog,
+                    counters: ReclaimCounters, top: int = 10) -> dict:
+    """The `reclaim_summary` object: the stall log beside the in-kernel counters."""
+    c = dict(zip(COUNTERS, counters.counters))
+    status = counters.compact_status
+    runs = {scope: {statuses.get(i, str(i)): n
+                    for i, n in enumerate(status[base:base + STATUS_SLOTS]) if n}
+            for scope, base in (("background", 0), ("direct", STATUS_SLOTS))}
+    procs = sorted(counters.per_process, key=lambda p: p["reclaim_ms"] + p["compact_ms"],
+                   reverse=True)
+    totals = {k: {"stalls": t["stalls"], "total_ms": round(t["total_ns"] / 1e6, 3),
+                  "max_ms": round(t["max_ns"] / 1e6, 3), "outcomes": dict(t["outcomes"])}
+              for k, t in log.totals.items()}
+    return {
+        "type": "reclaim_summary",
+        "events": list(plan.events), "missing": list(plan.missing),
+        "direct_compaction": {**totals["direct_compaction"], "entered": c["direct_compact"]},
+        "direct_reclaim": {**totals["direct_reclaim"], "entered": c["direct_reclaim"],
+                           "nr_reclaimed": c["reclaimed"]},
+        "compaction_runs": runs,
+        "migrated": c["migrated"], "migrate_failed": c["migrate_failed"],
+        "kswapd": {"wakeup_requests": c["wakeup_kswapd"], "wakes": c["kswapd_wake"],
+                   "wakeup_orders": {str(o): n for o, n in
+                                     enumerate(counters.wakeup_kswapd_order) if n}},
+        "kcompactd": {"wakeup_requests": c["wakeup_kcompactd"], "wakes": c["kcompactd_wake"]},
+        "extfrag": {"fallbacks": c["extfrag"], "fragmenting": c["extfrag_fragmenting"],
+                    "steals": c["extfrag_steal"]},
+        "per_process": procs[:top],
+        "lost_stalls": c["lost_stalls"],
+    }
+
+
+class StallRecords:
+    """Decodes stall records into a StallLog and passes each on; the handler behind
+    the perf buffer (real or replayed)."""
+
+    def __init__(self, statuses: dict[int, str], tap: Tap | None = None):
         self.statuses = statuses
         self.log = StallLog()
         self.on_stall: Callable[[Stall], None] | None = None
-        self.bpf["stalls"].open_perf_buffer(self._deliver, page_cnt=16,
-                                            lost_cb=self._lost)
-        self.perf_lost = 0
+        self.handler = GuardedHandler(self._deliver, RawStall, tap)
 
-    def _deliver(self, cpu: int, data: Any, size: int) -> None:
-        raw = ctypes.cast(data, ctypes.POINTER(RawStall)).contents
+    def _deliver(self, raw: RawStall) -> None:
         stall = decode_stall(raw, self.statuses)
         self.log.add(stall)
         if self.on_stall is not None:
             self.on_stall(stall)
-
-    def _lost(self, lost: int) -> None:
-        self.perf_lost += lost
-
-    def poll(self, timeout_ms: int = 0) -> None:
-        self.bpf.perf_buffer_poll(timeout=timeout_ms)
-
-    def stalls_before(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000
-                      ) -> list[Stall]:
-        self.poll(0)  # records of the failing task may still be in the buffer
-        return self.log.stalls_before(tid, ts_ns, window_ns)
-
-    def stall_info(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000) -> dict:
-        self.poll(0)
-        return self.log.stall_info(tid, ts_ns, window_ns)
-
-    def _percpu(self, name: str) -> list[int]:
-        table = self.bpf[name]
-        return [sum(table[table.Key(i)]) for i in range(len(table))]
-
-    def counters(self) -> dict[str, int]:
-        values = self._percpu("counters")
-        out = dict(zip(COUNTERS, values))
-        out["lost_stalls"] += self.perf_lost
-        return out
-
-    def summary(self, top: int = 10) -> dict:
-        c = self.counters()
-        status = self._percpu("compact_status")
-        runs = {scope: {self.statuses.get(i, str(i)): n
-                        for i, n in enumerate(status[base:base + STATUS_SLOTS]) if n}
-                for scope, base in (("background", 0), ("direct", STATUS_SLOTS))}
-        procs = []
-        for key, v in self.bpf["per_process"].items():
-            procs.append({"pid": key.value, "comm": v.comm.decode("utf-8", "replace"),
-                          "reclaim_ms": round(v.reclaim_ns / 1e6, 3), "reclaim_n": v.reclaim_n,
-                          "compact_ms": round(v.compact_ns / 1e6, 3),
-                          "compact_n": v.compact_n, "max_ms": round(v.max_ns / 1e6, 3)})
-        procs.sort(key=lambda p: p["reclaim_ms"] + p["compact_ms"], reverse=True)
-        totals = {k: {"stalls": t["stalls"], "total_ms": round(t["total_ns"] / 1e6, 3),
-                      "max_ms": round(t["max_ns"] / 1e6, 3), "outcomes": dict(t["outcomes"])}
-                  for k, t in self.log.totals.items()}
-        return {
-            "type": "reclaim_summary",
-            "events": list(self.plan.events), "missing": list(self.plan.missing),
-            "direct_compaction": {**totals["direct_compaction"],
-                                  "entered": c["direct_compact"]},
-            "direct_reclaim": {**totals["direct_reclaim"], "entered": c["direct_reclaim"],
-                               "nr_reclaimed": c["reclaimed"]},
-            "compaction_runs": runs,
-            "migrated": c["migrated"], "migrate_failed": c["migrate_failed"],
-            "kswapd": {"wakeup_requests": c["wakeup_kswapd"], "wakes": c["kswapd_wake"],
-                       "wakeup_orders": {str(o): n for o, n in
-                                         enumerate(self._percpu("wakeup_kswapd_order")) if n}},
-            "kcompactd": {"wakeup_requests": c["wakeup_kcompactd"],
-                          "wakes": c["kcompactd_wake"]},
-            "extfrag": {"fallbacks": c["extfrag"], "fragmenting": c["extfrag_fragmenting"],
-                        "steals": c["extfrag_steal"]},
-            "per_process": procs[:top],
-            "lost_stalls": c["lost_stalls"],
-        }
-

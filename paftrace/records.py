@@ -1,19 +1,19 @@
 """Records crossing from BPF to user space, and the decoded failure.
 
-The ctypes layouts mirror paftrace/bpf/pagealloc.c; `tests/test_records.py`
-checks the sizes and offsets against the C source.
+The raw layouts and constants come from paftrace/bpf/paftrace.h through
+`paftrace.contract`; this module decodes them.
 """
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass, field, fields
 
+from paftrace import contract
 from paftrace.context import CONTEXTS
 
-STAT_NAMES = ("lost_records", "stack_errors", "aggregation_full", "matched_failures",
-              "sampled_stacks")
-ORDER_SLOTS = 32
+# Index i of the per-CPU `stats` array (paftrace.h STAT_*).
+STAT_NAMES = contract.enumeration("STAT_")
+ORDER_SLOTS = contract.constants()["ORDER_SLOTS"]
 
 # include/linux/mmzone.h: the order changed when MIGRATE_HIGHATOMIC replaced
 # MIGRATE_RESERVE (4.4); page-pointer kernels (< 4.1) have the old order.
@@ -21,34 +21,8 @@ MIGRATETYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA/Isolat
 MIGRATETYPES_OLD = ("Unmovable", "Reclaimable", "Movable", "Reserve", "CMA/Isolate", "Isolate")
 
 
-class RawFailure(ctypes.Structure):
-    _fields_ = [
-        ("ts_ns", ctypes.c_uint64),
-        ("gfp", ctypes.c_uint64),
-        ("alloc_start_ns", ctypes.c_uint64),
-        ("pid", ctypes.c_uint32),
-        ("tid", ctypes.c_uint32),
-        ("cpu", ctypes.c_uint32),
-        ("order", ctypes.c_uint32),
-        ("migratetype", ctypes.c_int32),
-        ("stack_id", ctypes.c_int32),
-        ("irq", ctypes.c_int32),
-        ("context", ctypes.c_uint8),
-        ("softirq_vec", ctypes.c_uint8),
-        ("warned", ctypes.c_uint8),
-        ("printed", ctypes.c_uint8),
-        ("comm", ctypes.c_char * 16),
-    ]
-
-
-class RawAllocKey(ctypes.Structure):
-    _fields_ = [
-        ("gfp", ctypes.c_uint64),
-        ("order", ctypes.c_uint32),
-        ("context", ctypes.c_uint8),
-        ("softirq_vec", ctypes.c_uint8),
-        ("pad", ctypes.c_uint16),
-    ]
+RawFailure = contract.struct("failure_event")
+RawAllocKey = contract.struct("alloc_key")
 
 
 def migratetype_name(value: int, old_layout: bool = False) -> str:

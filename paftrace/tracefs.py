@@ -122,17 +122,6 @@ class TraceFs:
         path = root / "events" / category / event
         return path if path.is_dir() else None
 
-    def has_event(self, category: str, event: str) -> bool:
-        return self.event_dir(category, event) is not None
-
-    def events(self, category: str) -> list[str]:
-        root = self.locate()
-        if not root or not (root / "events" / category).is_dir():
-            return []
-        return sorted(
-            p.name for p in (root / "events" / category).iterdir() if (p / "format").exists()
-        )
-
     def read_format(self, category: str, event: str) -> TracepointFormat | None:
         path = self.event_dir(category, event)
         if not path:

@@ -12,16 +12,22 @@ from types import FrameType
 from paftrace.aggregate import FailureAggregator, OrderRates, estimate_stack_counts
 from paftrace.context import CONTEXTS, classify_stack, softirq_name
 from paftrace.decode import FailureDecoder
-from paftrace.loader import LoaderError, TraceSession, bpf_source_path, cflags_for, prepare
+from paftrace.loader import LoaderError, cflags_for, prepare, program_source
 from paftrace.options import TraceOptions
 from paftrace.procfs.report import failure_snapshot, sample_record
 from paftrace.procfs.sampler import MemorySample, MemorySampler
 from paftrace.reclaim import Stall
 from paftrace.records import Failure, RawFailure, context_name
 from paftrace.render import Renderer, Snapshot, make_renderer
+from paftrace.render.text import text_table
+from paftrace.session import Session, TraceSession
 from paftrace.stacks import requester
 
 EXIT_SIGNAL = 130
+# The reader of our stdout went away (`paftrace --json | head -1`): end quietly with
+# the status a tool killed by SIGPIPE reports in a shell (128 + 13), as `yes | head -1`
+# does, so `set -o pipefail` scripts see the same thing for paftrace as for C tools.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 POLL_MS = 100
 
 
@@ -59,7 +65,7 @@ def error(message: str) -> int:
 class Tracer:
     """One run of the tracer; separate from the CLI so selftest can drive it."""
 
-    def __init__(self, options: TraceOptions, renderer: Renderer,
+    def __init__(self, session: Session, options: TraceOptions, renderer: Renderer,
                  memory: MemorySampler | None = None):
         self.options = options
         self.renderer = renderer
@@ -70,23 +76,22 @@ class Tracer:
         self.records = 0
         self.sample_every = options.sample_every or 1
         self.stacks_estimated = self.sample_every != 1
-        self.session = TraceSession(options, self._on_raw)
-        if self.session.reclaim is not None:
-            self.session.reclaim.on_stall = self._on_stall
-        plan = self.session.plan
-        self.decoder = FailureDecoder(self.session.gfp_table, self.session.stack,
+        self.session = session
+        plan = session.plan
+        self.decoder = FailureDecoder(session.gfp_table, session.stack,
                                       old_migratetypes=plan.failure_field == "page",
                                       kprobe_warn=plan.warn_kprobe is not None,
-                                      kprobe_printed=plan.printed_kprobe is not None)
+                                      kprobe_printed=session.printed_kprobe is not None)
+        session.start(self._on_raw, self._on_stall)
         self.started = time.monotonic()
 
     def attached_info(self) -> dict:
         plan = self.session.plan
         return {
-            "type": "attached", "ts_ns": time.monotonic_ns(), "kernel": self.session.kernel.release,
+            "type": "attached", "ts_ns": time.monotonic_ns(), "kernel": self.session.kernel_release,
             "order": self.options.order_label, "order_min": self.options.order_min,
             "order_max": self.options.order_max, "all": self.options.trace_all,
-            "probes": plan.probes(), "refused": plan.refused,
+            "probes": self.session.attached(), "refused": self.session.refused,
             "features": [vars(s) for s in plan.statuses],
             "gfp_table": self.session.gfp_table.source,
             "startup_s": round(self.session.startup_s, 3), "pid": os.getpid(),
@@ -97,9 +102,8 @@ class Tracer:
         failure = self.decoder.decode(raw)
         if self.memory is not None:
             failure.buddyinfo = self._memory_snapshot(failure)
-        reclaim = self.session.reclaim
-        if reclaim is not None and failure.context == "process":
-            failure.stall = reclaim.stall_info(failure.tid, failure.ts_ns)
+        if failure.context == "process":
+            failure.stall = self.session.stall_info(failure.tid, failure.ts_ns)
         self.aggregator.add(failure)
         self.renderer.failure(failure)
 
@@ -183,8 +187,10 @@ class Tracer:
 
     def lost(self) -> dict[str, int]:
         st = self.session.stats()
-        return {"records": st["lost_records"] + st["perf_lost"],
-                "stack_errors": st["stack_errors"],
+        # A record whose handling raised (a renderer bug, a closed pipe) was not
+        # shown: it counts as lost, and `unhandled` tells it from buffer overruns.
+        return {"records": st["lost_records"] + st["perf_lost"] + st["unhandled"],
+                "unhandled": st["unhandled"], "stack_errors": st["stack_errors"],
                 "aggregation_full": st["aggregation_full"]}
 
     def summary(self) -> dict:
@@ -204,7 +210,7 @@ class Tracer:
             "lost": self.lost(),
             "allocations": self._allocations() if self.options.trace_all else [],
             "stack_sample_every": self.sample_every if self.options.trace_all else None,
-            "reclaim": self.session.reclaim.summary() if self.session.reclaim else None,
+            "reclaim": self.session.reclaim_summary(),
         }
 
     def run(self, stop: StopFlag, duration: float | None, interval: float,
@@ -229,19 +235,37 @@ class Tracer:
         self.session.close()
 
 
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what is still
+    buffered cannot raise a second BrokenPipeError (Python's documented recipe:
+    library/signal.html, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def print_ebpf(options: TraceOptions) -> int:
-    _, plan, table = prepare(options)
-    print("// cflags: " + " ".join(cflags_for(options, plan, table)))
-    print(bpf_source_path().read_text())
+    prepared = prepare(options)
+    print("// cflags: " + " ".join(cflags_for(options, prepared.plan, prepared.gfp_table)))
+    print(program_source(prepared.plan))
     return 0
 
 
+def plan_lines(options: TraceOptions) -> list[str]:
+    """`--dry-run`: the frozen probe plan, exactly what the loader would attach."""
+    prepared = prepare(options)
+    lines = [f"kernel {prepared.kernel.release}; gfp names from {prepared.gfp_table.source}"]
+    lines.append(text_table(("", "feature", "detail"),
+                            [("yes" if st.used else "no", st.name, st.detail)
+                             for st in prepared.plan.statuses], indent=2))
+    lines.append("would attach: " + ", ".join(prepared.plan.probes()))
+    return lines
+
+
 def print_plan(options: TraceOptions) -> int:
-    kernel, plan, table = prepare(options)
-    print(f"kernel {kernel.release}; gfp names from {table.source}")
-    for status in plan.statuses:
-        print(f"  {'yes' if status.used else 'no ':3} {status.name:16} {status.detail}")
-    print("would attach: " + ", ".join(plan.probes()))
+    print("\n".join(plan_lines(options)))
     return 0
 
 
@@ -257,19 +281,30 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
     stop = StopFlag()
     stop.install()
     renderer = make_renderer(mode)
-    tracer = None
+    session = None
     try:
-        tracer = Tracer(options, renderer, MemorySampler(interval=interval))
+        session = TraceSession(options)
+        tracer = Tracer(session, options, renderer, MemorySampler(interval=interval))
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)
     except LoaderError as exc:
         renderer.close()
         return error(str(exc))
+    except BrokenPipeError:
+        silence_stdout()
+        renderer.close()
+        return EXIT_BROKEN_PIPE
     except SystemExit:
         renderer.close()
         raise
+    except Exception:
+        renderer.close()
+        if session is not None:  # say what the error cost before its traceback
+            print(f"paftrace: {session.stats()['unhandled']} failure record(s) could not be "
+                  "shown; stopping on this error:", file=sys.stderr)
+        raise
     finally:
-        if tracer is not None:
-            tracer.close()
+        if session is not None:
+            session.close()  # detaches every probe
         stop.restore()
     return EXIT_SIGNAL if stop.stopped else 0

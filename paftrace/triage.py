@@ -44,7 +44,8 @@ def visibility(table: GfpTable, mask: int, warned: bool | None = None,
 
 def severity(table: GfpTable, mask: int, order: int, context: str) -> tuple[str, str]:
     names = set(table.decode(mask))
-    # Before 4.4 the "may sleep/reclaim" bit was __GFP_WAIT (KERNEL-FACTS §3.1).
+    # Before 4.4 the "may sleep/reclaim" bit was __GFP_WAIT (include/linux/gfp.h, 3.10
+    # vs 4.4; docs/KERNEL-NOTES.md §3.1).
     atomic = not (_has(table, mask, "__GFP_DIRECT_RECLAIM") or _has(table, mask, "__GFP_WAIT"))
     if names & {"GFP_TRANSHUGE", "GFP_TRANSHUGE_LIGHT"}:
         return EXPECTED, "THP allocation: the fault falls back to small pages"

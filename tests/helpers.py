@@ -71,3 +71,10 @@ def run_tracer(args: list[str], workload: Callable[[], object] | None = None,
     out, err = proc.communicate(timeout=timeout)
     lines += out.splitlines(keepends=True)
     return TraceRun(proc.returncode, [json.loads(x) for x in lines if x.strip()], err, result)
+
+
+def interrupt_twice() -> None:
+    """Two Ctrl-C in a row landing where this runs (e.g. inside a record callback)."""
+    os.kill(os.getpid(), signal.SIGINT)  # first: a clean stop is requested
+    os.kill(os.getpid(), signal.SIGINT)  # second: exit now
+    time.sleep(1)  # the handler runs before this returns

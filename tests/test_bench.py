@@ -141,6 +141,8 @@ def test_all_samples_stacks_in_the_kernel_under_the_fault_storm(tmp_path, fixed)
         assert summary["stack_sample_every"] == 1 and not top["stacks_estimated"]
     else:
         assert summary["stack_sample_every"] > 1 and top["stacks_estimated"]
-    # Estimates are scaled to the exact count of their key.
-    assert sum(s["count"] for s in top["stacks"]) == pytest.approx(top["count"], rel=0.02) \
-        or len(top["stacks"]) == 5
+    # Estimates are scaled to the exact count of their key; the summary shows the top 5,
+    # so their sum reaches the count only when there are fewer than 5 stacks.
+    shown = sum(s["count"] for s in top["stacks"])
+    assert top["stacks"] and 0 < shown <= top["count"] * 1.02
+    assert len(top["stacks"]) == 5 or shown == pytest.approx(top["count"], rel=0.02)

@@ -13,10 +13,11 @@ from rich.console import Console
 
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.pagetypeinfo import parse_pagetypeinfo
-from paftrace.procfs.report import eligible_zones, failure_line, failure_snapshot, sample_record
+from paftrace.procfs.report import eligible_zones, failure_snapshot, sample_record
 from paftrace.procfs.sampler import build_sample
 from paftrace.procfs.zoneinfo import parse_zoneinfo
 from paftrace.render.memory import memory_panel, memory_text, short_count
+from paftrace.render.memtext import failure_line
 from paftrace.workloads.scenarios.common import fragmenting, small_pcp_lists
 
 DATA = Path(__file__).parent / "data" / "procfs"

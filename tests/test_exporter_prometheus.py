@@ -68,9 +68,14 @@ def test_prometheus_sees_exactly_the_provoked_failures_and_the_buddyinfo():
                  lambda: (prom.value(FAILURES) or 0) - before >= N, 30)
         time.sleep(3)  # three more scrapes: it must stay exactly N, no late extras
         assert prom.value(FAILURES) - before == N
-        labels = prom.query('paftrace_page_alloc_failures_total{order="4"}')[0]["metric"]
-        assert labels["gfp"] == "GFP_KERNEL_ACCOUNT" and "softirq" not in labels  # "" = absent
-        assert labels["visibility"] == "silent" and labels["severity"] == "expected"
+        for row in prom.query('paftrace_page_alloc_failures_total{order="4"}'):
+            labels = row["metric"]
+            # pipe_resize_ring asks GFP_KERNEL_ACCOUNT; while any cgroup has cpusets the
+            # allocator adds __GFP_HARDWALL before the tracepoint (mm/page_alloc.c
+            # prepare_alloc_pages), and the kernel's table then names it GFP_USER first.
+            assert labels["gfp"] in ("GFP_KERNEL_ACCOUNT", "GFP_USER"), labels
+            assert "softirq" not in labels  # "" outside softirq context = no label
+            assert labels["visibility"] == "silent" and labels["severity"] == "expected"
         site = prom.query('paftrace_page_alloc_failure_sites_total{order="4"}')
         assert [(s["metric"]["requester"], float(s["value"][1])) for s in site] == [
             ("pipe_resize_ring", before + N)]
@@ -83,20 +88,24 @@ def test_prometheus_sees_exactly_the_provoked_failures_and_the_buddyinfo():
             end = time.time()
             rows = prom.query("paftrace_buddy_free_blocks[3s]", time=f"{end - 1:.3f}")
         assert rows, "no buddyinfo gauges in Prometheus"
-        checked = 0
+        checked = exact = 0
         for row in rows:
             m = row["metric"]
             key = (m["node"], m["zone"], m["order"])
             for ts, value in row["values"]:
                 # The scrape read /proc/buddyinfo within one scrape interval (1 s) of its
-                # time stamp: some read of ours in that window shows the same count.
-                seen = {v[key] for v in buddy.values_near(float(ts), 1.0)}
+                # time stamp. Where the count held still over that second (most orders),
+                # it must be that count; where other work churned it (low orders on this
+                # shared machine move by hundreds in 50 ms), within what our reads saw.
+                seen = [v[key] for v in buddy.values_near(float(ts), 1.0)]
                 assert seen, f"no /proc/buddyinfo read near {ts}"
-                assert int(float(value)) in seen, (key, value, sorted(seen))
+                assert min(seen) <= int(float(value)) <= max(seen), (key, value, seen)
+                exact += min(seen) == max(seen)
                 checked += 1
         files = parse_buddyinfo(Path("/proc/buddyinfo").read_text())
         assert len(rows) == sum(len(z.free) for z in files)
         assert checked >= 2 * len(rows)
+        assert exact >= checked // 2, f"only {exact} of {checked} samples were steady"
 
         code, seconds, err = exporter.stop()
         assert code == 0, err

@@ -29,6 +29,7 @@ class FakeKernel:
     ringbuf: bool = True
     fmt: TracepointFormat = field(default_factory=lambda: FMT_PFN)
     fmt_missing: bool = False
+    formats: dict = field(default_factory=dict)  # other tracepoints' formats
 
     def has_event(self, category: str, event: str) -> bool:
         return (category, event) in self.events
@@ -36,7 +37,9 @@ class FakeKernel:
     def read_format(self, category: str, event: str) -> TracepointFormat | None:
         if self.fmt_missing:
             return None
-        return self.fmt if (category, event) == ("kmem", "mm_page_alloc") else None
+        if (category, event) == ("kmem", "mm_page_alloc"):
+            return self.fmt
+        return self.formats.get((category, event))
 
     def has_function(self, name: str) -> bool:
         return name in self.functions
@@ -66,8 +69,9 @@ def test_warn_alloc_and_printed_marker_candidates():
                                              "__alloc_pages_nodemask"}))
     assert plan.warn_kprobe == "warn_alloc_failed"
     # show_mem first: dump_stack is refused by kprobes on 5.10-6.12 (kernel matrix).
-    assert plan.printed_kprobes == ["show_mem", "dump_stack"]
-    assert plan.printed_kprobe is None  # set by the loader to the one that attached
+    assert plan.printed_kprobes == ("show_mem", "dump_stack")
+    # The loader attaches the first the kernel accepts; the plan lists that one.
+    assert plan.probes()[-1] == "kprobe:show_mem"
 
 
 def test_no_kprobes_like_this_host():
@@ -81,13 +85,13 @@ def test_old_kernel_page_field_and_perf_buffer():
     plan = plan_probes(FakeKernel(fmt=FMT_PAGE, ringbuf=False, events=IRQ_EVENTS))
     assert plan.failure_field == "page"
     assert not plan.ringbuf and "perfbuf" in plan.probes()
-    assert plan.system_vectors == []
+    assert plan.system_vectors == ()
 
 
 def test_no_feature_forces_fallbacks():
     kernel = FakeKernel(functions={"__alloc_pages", "warn_alloc", "dump_stack_lvl"})
     plan = plan_probes(kernel, frozenset({"ringbuf", "irq-tracepoints", "alloc-kprobe"}))
-    assert not plan.ringbuf and not plan.irq_tracepoints and plan.system_vectors == []
+    assert not plan.ringbuf and not plan.irq_tracepoints and plan.system_vectors == ()
     assert plan.alloc_kprobe is None and plan.warn_kprobe == "warn_alloc"
     assert plan_probes(kernel, frozenset({"kprobes"})).warn_kprobe is None
 
@@ -96,6 +100,30 @@ def test_missing_irq_tracepoints_fall_back_to_stacks():
     plan = plan_probes(FakeKernel(events=set()))
     assert not plan.irq_tracepoints
     assert any("stack" in s.detail for s in plan.statuses if s.name == "irq-tracepoints")
+
+
+def test_the_plan_is_frozen_and_lists_every_tracepoint_once():
+    plan = plan_probes(FakeKernel(functions={"__alloc_pages", "warn_alloc"}))
+    with pytest.raises(AttributeError):
+        plan.ringbuf = False  # type: ignore[misc]
+    assert plan.tracepoints() == ("kmem:mm_page_alloc", *(f"irq:{e}" for e in (
+        "irq_handler_entry", "irq_handler_exit", "softirq_entry", "softirq_exit")),
+        "irq_vectors:local_timer_entry", "irq_vectors:local_timer_exit")
+    assert plan.probes() == [*(f"tracepoint:{t}" for t in plan.tracepoints()), "ringbuf",
+                             "kprobe:warn_alloc", "kprobe:__alloc_pages"]
+
+
+def test_reclaim_is_part_of_the_plan():
+    kernel = FakeKernel()
+    kernel.events |= {("compaction", "mm_compaction_end")}
+    end_fmt = parse_format("name: mm_compaction_end\nformat:\n"
+                           "\tfield:int status;\toffset:8;\tsize:4;\tsigned:1;\n")
+    kernel.formats = {("compaction", "mm_compaction_end"): end_fmt}
+    plan = plan_probes(kernel)
+    assert plan.reclaim is not None and plan.reclaim.events == ("compaction:mm_compaction_end",)
+    assert "tracepoint:compaction:mm_compaction_end" in plan.probes()
+    assert "-DHAVE_COMPACTION_END" in plan.reclaim.cflags
+    assert plan_probes(kernel, frozenset({"reclaim"})).reclaim is None
 
 
 def test_required_pieces_raise_plan_errors():

@@ -52,7 +52,8 @@ def test_plain_line_and_summary():
     assert "\x1b" not in line and "[bold red]x\\x1b[2J[7/8]" in line
     assert "softirq:NET_RX" in line and "reported/harmful" in line
     text = "\n".join(summary_lines(SUMMARY))
-    assert "order  4:" in text and "larger --stack-storage-size" in text
+    assert "  order  attempts  failures\n      4        10         1\n" in text
+    assert "larger --stack-storage-size" in text
 
 
 def test_live_view_renders_hostile_comm_as_text():
@@ -79,3 +80,13 @@ def test_live_view_renders_hostile_comm_as_text():
     assert "net_rx_action+0x2" in text and "softirq NET_RX in a" in text
     assert "direct_compaction 40.5ms order 4 -> no_page" in text  # the timeline
     assert "N0/Normal: 0 blocks >= order 4" in text  # the memory state at the failure
+
+
+def test_text_table_aligns_columns_and_keeps_markup_literal():
+    from paftrace.render.text import text_table  # noqa: PLC0415
+
+    text = text_table(("", "check", "detail"), [("ok", "root", "[bold]x[/bold]"),
+                                                ("MISSING", "headers", "none found")])
+    lines = text.splitlines()
+    assert lines[1].startswith("ok       root     [bold]x[/bold]")
+    assert lines[2].startswith("MISSING  headers  none found")

@@ -23,7 +23,7 @@ def test_data_loc_and_array_fields():
 
 
 def test_page_pointer_era_layout():
-    # 3.10's layout (include/trace/events/kmem.h, KERNEL-FACTS 2.3): page pointer, gfp_t.
+    # 3.10's layout (include/trace/events/kmem.h, docs/KERNEL-NOTES.md §2.3): page pointer, gfp_t.
     text = ("name: mm_page_alloc\nID: 1\nformat:\n"
             "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
             "\tfield:struct page * page;\toffset:8;\tsize:8;\tsigned:0;\n"

@@ -43,7 +43,8 @@ def test_ten_order4_failures_are_reported_exactly():
     assert summary["failures_reported"] == len(run.failures) == summary["failures_matched"]
     assert summary["orders"]["4"]["failures"] >= 10
     assert summary["failures_by_context"]["process"] == len(run.failures)
-    assert summary["lost"] == {"records": 0, "stack_errors": 0, "aggregation_full": 0}
+    assert summary["lost"] == {"records": 0, "unhandled": 0, "stack_errors": 0,
+                               "aggregation_full": 0}
     sites = [s for s in summary["call_sites"] if s["requester"] == "pipe_resize_ring"]
     assert sites and sites[0]["count"] >= 10
 

@@ -23,25 +23,7 @@
  */
 #include <uapi/linux/ptrace.h>
 
-#define CTX_PROCESS 0
-#define CTX_SOFTIRQ 1
-#define CTX_HARDIRQ 2
-
-#define NO_VEC 0xff
-#define ORDER_SLOTS 32
-
-/* Indexes of the per-CPU `stats` array; mirrored in paftrace/records.py. */
-#define STAT_LOST_RECORDS 0     /* ring buffer reserve failed */
-#define STAT_STACK_ERRORS 1     /* bpf_get_stackid() failed (map full / collision) */
-#define STAT_AGG_FULL 2         /* an aggregation map was full */
-#define STAT_MATCHED_FAILURES 3 /* failures that passed the filters */
-#define STAT_SAMPLED 4          /* --all: events whose stack was sampled */
-#define STAT_SLOTS 8
-
-struct order_stat {
-    u64 attempts;
-    u64 failures;
-};
+#include "paftrace.h"  /* records and constants shared with Python */
 
 /* Per-CPU interrupt state kept by the irq tracepoints. Device hardirq handlers
  * do not nest (IRQF_DISABLED is the default since 2.6.35) and softirqs do not
@@ -54,40 +36,8 @@ struct cpu_ctx {
     u32 vec;
 };
 
-struct failure_event {
-    u64 ts_ns;
-    u64 gfp;
-    u64 alloc_start_ns; /* allocator entry (kprobe), 0 if unknown */
-    u32 pid;
-    u32 tid;
-    u32 cpu;
-    u32 order;
-    s32 migratetype;
-    s32 stack_id;
-    s32 irq;
-    u8 context;
-    u8 softirq_vec;
-    u8 warned;          /* warn_alloc() ran for this failure */
-    u8 printed;         /* ... and it got past its rate limit (show_mem ran) */
-    char comm[16];
-};
-
-struct alloc_key {
-    u64 gfp;
-    u32 order;
-    u8 context;
-    u8 softirq_vec;
-    u16 pad;
-};
-
-struct alloc_stack_key {
-    struct alloc_key base;
-    s32 stack_id;
-    u32 pad;
-};
-
 BPF_PERCPU_ARRAY(order_stats, struct order_stat, ORDER_SLOTS);
-BPF_PERCPU_ARRAY(fail_by_ctx, u64, 4);
+BPF_PERCPU_ARRAY(fail_by_ctx, u64, CTX_SLOTS);
 BPF_PERCPU_ARRAY(stats, u64, STAT_SLOTS);
 BPF_PERCPU_ARRAY(cpu_state, struct cpu_ctx, 1);
 BPF_STACK_TRACE(stacks, STACK_STORAGE_SIZE);
@@ -201,21 +151,13 @@ TRACEPOINT_PROBE(irq, softirq_exit)
     return 0;
 }
 
-/* x86 system vectors (LAPIC timer, IPIs, irq_work) never pass through
- * irq_handler_entry; paftrace attaches these to irq_vectors:<name>_entry/exit
- * where the kernel has them (4.14+; `reschedule` 5.10+). */
+/* The x86 system vectors of paftrace.h's SYSTEM_VECTORS list, bracketed like
+ * device interrupts; the loader attaches these to irq_vectors:<name>_entry/exit
+ * where the kernel has them. */
 #define SYSTEM_VECTOR(name, index)                                           \
     int vector_entry_##name(void *ctx) { return enter_hardirq(-1 - index); } \
     int vector_exit_##name(void *ctx) { return exit_hardirq(); }
-SYSTEM_VECTOR(local_timer, 0)
-SYSTEM_VECTOR(call_function, 1)
-SYSTEM_VECTOR(call_function_single, 2)
-SYSTEM_VECTOR(reschedule, 3)
-SYSTEM_VECTOR(thermal_apic, 4)
-SYSTEM_VECTOR(threshold_apic, 5)
-SYSTEM_VECTOR(deferred_error_apic, 6)
-SYSTEM_VECTOR(error_apic, 7)
-SYSTEM_VECTOR(spurious_apic, 8)
+SYSTEM_VECTORS(SYSTEM_VECTOR)
 #endif /* HAVE_IRQ_TP */
 
 #ifdef HAVE_KPROBE_WARN
@@ -223,7 +165,7 @@ SYSTEM_VECTOR(spurious_apic, 8)
  * allocator returns NULL and the tracepoint fires; it returns early for
  * __GFP_NOWARN or when rate-limited, and otherwise prints, dump_stack()s and
  * show_mem()s; on_warn_printed is attached to the first of those the kernel
- * lets us probe (features.PRINTED_MARKER_NAMES). */
+ * lets us probe (planner.PRINTED_MARKER_NAMES). */
 int on_warn_alloc(struct pt_regs *ctx)
 {
     u32 tid = bpf_get_current_pid_tgid();
@@ -310,7 +252,7 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
     struct warn_state *w = warned_tasks.lookup(&tid);
     /* warn_alloc has other callers (vmalloc, vmemmap): only a call moments
      * before this failure belongs to it. */
-    if (w && e->ts_ns - w->ts_ns < 100000000ULL) {
+    if (w && e->ts_ns - w->ts_ns < WARN_WINDOW_NS) {
         e->warned = 1;
         e->printed = w->printed;
     }
@@ -353,7 +295,7 @@ static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 
     u64 zero = 0;
     u64 *count = alloc_counts.lookup_or_try_init(&key, &zero);
     if (!count) {
-        bump_stat(STAT_AGG_FULL);
+        bump_stat(STAT_AGGREGATION_FULL);
         return;
     }
     (*count)++;
@@ -369,7 +311,7 @@ static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 
         return;
     }
     s->left = next_sample_every(s);
-    bump_stat(STAT_SAMPLED);
+    bump_stat(STAT_SAMPLED_STACKS);
     struct alloc_stack_key skey = {.base = key};
     skey.stack_id = stacks.get_stackid(args, 0);
     if (skey.stack_id < 0)
@@ -378,7 +320,7 @@ static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 
     if (count)
         (*count)++;
     else
-        bump_stat(STAT_AGG_FULL);
+        bump_stat(STAT_AGGREGATION_FULL);
 }
 #endif
 

@@ -5,8 +5,9 @@
  *
  * Header-independent: tracepoint arguments (bcc builds their structs from the
  * running kernel's format files, so `gfp_t` vs `unsigned long` fields need no
- * care here) and BPF helpers only. paftrace/reclaim.py probes each tracepoint
- * and defines what exists (field lists per kernel: KERNEL-FACTS §6):
+ * care here) and BPF helpers only. paftrace/planner.py (plan_reclaim) probes each tracepoint
+ * and defines what exists (field lists per kernel: include/trace/events/compaction.h
+ * and vmscan.h, docs/KERNEL-NOTES.md §6):
  *   HAVE_DIRECT_RECLAIM  vmscan:mm_vmscan_direct_reclaim_begin/_end (3.x+)
  *   HAVE_TRY_COMPACT     compaction:mm_compaction_try_to_compact_pages (4.4+);
  *                        its end has no tracepoint: the stall closes at the task's
@@ -35,33 +36,7 @@ enum zone_type { PAFTRACE_ZONE_TYPE_UNUSED };
 #define PAGEBLOCK_ORDER 9
 #endif
 
-#define KIND_RECLAIM 0
-#define KIND_COMPACT 1
-
-/* How a compaction stall ended; mirrored in paftrace/reclaim.py. */
-#define END_PAGE 0      /* the allocation got a page */
-#define END_NO_PAGE 1   /* the allocation failed */
-#define END_RECLAIM 2   /* the task went on to direct reclaim */
-#define END_RECOMPACT 3 /* the task compacted again (retry loop) */
-
-/* Indexes of the per-CPU `counters` array; mirrored in paftrace/reclaim.py. */
-#define C_DIRECT_COMPACT 0
-#define C_DIRECT_RECLAIM 1
-#define C_RECLAIMED 2
-#define C_WAKEUP_KSWAPD 3
-#define C_KSWAPD_WAKE 4
-#define C_WAKEUP_KCOMPACTD 5
-#define C_KCOMPACTD_WAKE 6
-#define C_EXTFRAG 7
-#define C_EXTFRAG_FRAGMENTING 8
-#define C_EXTFRAG_STEAL 9
-#define C_MIGRATED 10
-#define C_MIGRATE_FAILED 11
-#define C_LOST_STALLS 12
-#define C_SLOTS 16
-
-#define STATUS_SLOTS 16 /* compact_result values (<= 8 on 4.14..6.18) */
-#define KSWAPD_ORDER_SLOTS 16
+#include "paftrace.h"  /* records and constants shared with Python */
 
 struct open_stall {
     u64 start_ns;
@@ -72,32 +47,6 @@ struct open_stall {
     u32 zones;        /* compaction runs (mm_compaction_end) within the stall */
 };
 
-struct stall_event {
-    u64 start_ns;
-    u64 end_ns;
-    u64 gfp;
-    u64 nr_reclaimed;
-    u32 pid;
-    u32 tid;
-    u32 order;
-    s32 prio;
-    s32 last_status;
-    u32 zones;
-    u8 kind;
-    u8 end;
-    u8 pad[6];
-    char comm[16];
-};
-
-struct proc_stall {
-    u64 reclaim_ns;
-    u64 compact_ns;
-    u64 max_ns;
-    u32 reclaim_n;
-    u32 compact_n;
-    char comm[16];
-};
-
 BPF_PERF_OUTPUT(stalls);
 BPF_PERCPU_ARRAY(counters, u64, C_SLOTS);
 /* direct (index + STATUS_SLOTS) and background (kcompactd, proactive) runs */
@@ -105,7 +54,7 @@ BPF_PERCPU_ARRAY(compact_status, u64, 2 * STATUS_SLOTS);
 BPF_PERCPU_ARRAY(wakeup_kswapd_order, u64, KSWAPD_ORDER_SLOTS);
 BPF_HASH(reclaiming, u32, struct open_stall, 10240);
 BPF_HASH(compacting, u32, struct open_stall, 10240);
-BPF_HASH(per_process, u32, struct proc_stall, 4096);
+BPF_PERCPU_HASH(per_process, u32, struct proc_stall, 4096);  /* see paftrace.h */
 /* Number of open compaction stalls: lets mm_page_alloc return at once when 0. */
 BPF_ARRAY(open_compactions, s64, 1);
 
@@ -129,7 +78,7 @@ static __always_inline void account(u32 pid, u8 kind, u64 dur)
     struct proc_stall *p = per_process.lookup_or_try_init(&pid, &zero);
     if (!p)
         return;
-    if (kind == KIND_RECLAIM) {
+    if (kind == KIND_DIRECT_RECLAIM) {
         p->reclaim_ns += dur;
         p->reclaim_n += 1;
     } else {
@@ -176,13 +125,13 @@ static __always_inline void close_compaction(void *ctx, u32 tid, u8 end)
     s64 *open = open_compactions.lookup(&zero);
     if (open)
         __sync_fetch_and_add(open, -1);
-    emit(ctx, &copy, KIND_COMPACT, end, 0);
+    emit(ctx, &copy, KIND_DIRECT_COMPACTION, end, 0);
 }
 
 TRACEPOINT_PROBE(compaction, mm_compaction_try_to_compact_pages)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    close_compaction(args, tid, END_RECOMPACT);
+    close_compaction(args, tid, END_THEN_RECOMPACT);
     struct open_stall s = {};
     s.start_ns = bpf_ktime_get_ns();
     s.gfp = (u64)args->gfp_mask;
@@ -250,7 +199,7 @@ TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_begin)
 {
     u32 tid = (u32)bpf_get_current_pid_tgid();
 #ifdef HAVE_TRY_COMPACT
-    close_compaction(args, tid, END_RECLAIM);
+    close_compaction(args, tid, END_THEN_RECLAIM);
 #endif
     struct open_stall s = {};
     s.start_ns = bpf_ktime_get_ns();
@@ -272,7 +221,7 @@ TRACEPOINT_PROBE(vmscan, mm_vmscan_direct_reclaim_end)
     struct open_stall copy = *s;
     reclaiming.delete(&tid);
     count(C_RECLAIMED, args->nr_reclaimed);
-    emit(args, &copy, KIND_RECLAIM, END_PAGE, args->nr_reclaimed);
+    emit(args, &copy, KIND_DIRECT_RECLAIM, END_PAGE, args->nr_reclaimed);
     return 0;
 }
 #endif

@@ -12,35 +12,23 @@ from pathlib import Path
 
 import click
 
-from paftrace.loader import LoaderError, TraceSession, headers_hint, import_bcc
+from paftrace.loader import LoaderError, headers_hint, import_bcc
 from paftrace.options import TraceOptions
 from paftrace.planner import (
     ALLOC_ENTRY_NAMES,
     BPF_MAP_TYPE_ARRAY,
-    WARN_NAMES,
+    TRACEPOINTS,
     LiveKernel,
+    PlanError,
     can_create_map,
-    first_present,
     headers_dir,
+    plan_probes,
 )
+from paftrace.reclaim import pageblock_order
+from paftrace.render.text import text_table
+from paftrace.session import TraceSession
 from paftrace.tracefs import TraceFs, TraceFsError
 
-# Tracepoints paftrace uses, whether it cannot run without them, and why it wants them.
-TRACEPOINTS = [
-    ("kmem", "mm_page_alloc", True, "every allocation and its failure"),
-    ("irq", "softirq_entry", False, "softirq context and vector"),
-    ("irq", "softirq_exit", False, "softirq context and vector"),
-    ("irq", "irq_handler_entry", False, "hardirq context"),
-    ("irq", "irq_handler_exit", False, "hardirq context"),
-    ("irq_vectors", "local_timer_entry", False, "LAPIC timer hardirqs (x86)"),
-    ("kmem", "mm_page_alloc_extfrag", False, "fragmentation fallbacks"),
-    ("compaction", "mm_compaction_begin", False, "compaction runs"),
-    ("compaction", "mm_compaction_end", False, "compaction outcomes"),
-    ("compaction", "mm_compaction_try_to_compact_pages", False, "direct compaction"),
-    ("vmscan", "mm_vmscan_direct_reclaim_begin", False, "direct reclaim stalls"),
-    ("vmscan", "mm_vmscan_direct_reclaim_end", False, "direct reclaim stalls"),
-    ("vmscan", "mm_vmscan_wakeup_kswapd", False, "kswapd wakeups"),
-]
 TRACEPOINT_FIX = "the kernel lacks this event (CONFIG_TRACEPOINTS / the subsystem's events)"
 
 
@@ -61,6 +49,39 @@ def _memcg_available() -> bool:
                if (p / "cgroup.subtree_control").exists())
 
 
+# How to get what a feature of the plan lacks.
+FEATURE_FIXES = {
+    "ringbuf": "Linux 5.8+ for the ring buffer",
+    "kprobes": "a kernel built with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y",
+    "warn-kprobe": "warn_alloc may be inlined in this build",
+    "alloc-kprobe": f"expected one of {', '.join(ALLOC_ENTRY_NAMES)}",
+    "irq-tracepoints": TRACEPOINT_FIX,
+    "reclaim": TRACEPOINT_FIX,
+}
+
+
+def plan_checks(kernel: LiveKernel) -> list[Check]:
+    """The tracepoints paftrace may use, then the probe plan the tracer would follow."""
+    checks = []
+    for tp in TRACEPOINTS:
+        if tp.category == "irq_vectors":
+            continue  # x86 only, optional: summed up by the plan's irq-vectors line
+        present = kernel.has_event(tp.category, tp.event)
+        checks.append(Check(tp.name, present, tp.why if present else
+                            f"missing: {tp.why} unavailable", TRACEPOINT_FIX,
+                            required=tp.feature == "core"))
+    try:
+        plan = plan_probes(kernel, pageblock_order=pageblock_order())
+    except PlanError as exc:
+        return [*checks, Check("plan", False, str(exc), TRACEPOINT_FIX, required=True)]
+    checks += [Check(st.name, st.used, st.detail, "" if st.used else
+                     FEATURE_FIXES.get(st.name, ""), required=st.name == "failure-field")
+               for st in plan.statuses]
+    checks.append(Check("plan", True, f"would attach {len(plan.probes())} probes "
+                        "(paftrace --dry-run lists them)"))
+    return checks
+
+
 def run_checks(load_test: bool = True) -> list[Check]:
     checks: list[Check] = []
     add = checks.append
@@ -69,10 +90,6 @@ def run_checks(load_test: bool = True) -> list[Check]:
     add(Check("root", root, "running as root" if root else f"running as uid {os.geteuid()}",
               "run paftrace with sudo", required=True))
     add(Check("kernel", True, f"{release} ({platform.machine()})"))
-    bpf = can_create_map(BPF_MAP_TYPE_ARRAY, 1, 4, 4) if root else False
-    add(Check("bpf", bpf, "bpf() syscall creates maps" if bpf else
-              "cannot create a BPF map" + ("" if root else " (not root)"),
-              "needs root and a kernel with CONFIG_BPF_SYSCALL=y", required=True))
     tracefs = TraceFs()
     try:
         where = tracefs.ensure_mounted() if root else tracefs.locate()
@@ -82,44 +99,25 @@ def run_checks(load_test: bool = True) -> list[Check]:
     except TraceFsError as exc:
         add(Check("tracefs", False, str(exc), "mount -t tracefs nodev /sys/kernel/tracing",
                   required=True))
-    try:
+    try:  # after the tracefs mount: bcc picks its tracefs path when imported
         bcc = import_bcc()
         add(Check("bcc", True, f"bcc {getattr(bcc, '__version__', '?')} from "
                   f"{Path(bcc.__file__).parent}", required=True))
     except LoaderError as exc:
+        bcc = None
         add(Check("bcc", False, str(exc), "apt-get install python3-bpfcc bpfcc-tools",
                   required=True))
+    bpf = can_create_map(BPF_MAP_TYPE_ARRAY, 1, 4, 4) if root and bcc else False
+    add(Check("bpf", bpf, "bpf() syscall creates maps" if bpf else
+              "cannot create a BPF map" + ("" if root else " (not root)"),
+              "needs root and a kernel with CONFIG_BPF_SYSCALL=y", required=True))
     hdr = headers_dir(release)
     add(Check("headers", hdr is not None, f"{hdr}" + (f" -> {hdr.resolve()}" if hdr and
               hdr.is_symlink() else "") if hdr else "none found",
               headers_hint(release), required=True))
 
-    kernel = LiveKernel(tracefs)
-    for cat, event, required, why in TRACEPOINTS:
-        present = kernel.has_event(cat, event)
-        add(Check(f"{cat}:{event}", present, why if present else f"missing: {why} unavailable",
-                  TRACEPOINT_FIX, required=required))
-    fmt = kernel.read_format("kmem", "mm_page_alloc")
-    if fmt:
-        field = "pfn" if fmt.get("pfn") else "page" if fmt.get("page") else None
-        add(Check("failure-field", field is not None,
-                  f"failed allocations show {field} == {'-1' if field == 'pfn' else 'NULL'}"
-                  if field else "neither pfn nor page field", required=True))
-    ring = kernel.ringbuf_supported() if root else False
-    add(Check("ringbuf", ring, "BPF ring buffer" if ring else "no BPF ring buffer: the perf "
-              "buffer is used (works, one buffer per CPU)", "Linux 5.8+ for the ring buffer"))
-    kprobes = kernel.kprobes_available()
-    add(Check("kprobes", kprobes, "available" if kprobes else
-              "not available (CONFIG_KPROBES / CONFIG_KPROBE_EVENTS off): no warn_alloc marking, "
-              "no time-in-allocator; everything else works",
-              "a kernel built with CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y"))
-    if kprobes and root:
-        warn = first_present(kernel, WARN_NAMES)
-        add(Check("kprobe:warn_alloc", warn is not None, warn or "no warn_alloc in kallsyms",
-                  "warn_alloc may be inlined in this build"))
-        entry = first_present(kernel, ALLOC_ENTRY_NAMES)
-        add(Check("kprobe:allocator", entry is not None, entry or "no allocator entry symbol",
-                  f"expected one of {', '.join(ALLOC_ENTRY_NAMES)}"))
+    if root and bcc:
+        checks += plan_checks(LiveKernel(tracefs))
     btf = Path("/sys/kernel/btf/vmlinux").exists()
     add(Check("btf", btf, "present (not needed by paftrace)" if btf else
               "absent (not needed: paftrace reads only tracepoint arguments)"))
@@ -129,8 +127,8 @@ def run_checks(load_test: bool = True) -> list[Check]:
     if load_test and all(c.ok for c in checks if c.required):
         t0 = time.monotonic()
         try:
-            session = TraceSession(TraceOptions(order_min=4, order_max=4), lambda raw: None)
-            probes = session.plan.probes()
+            session = TraceSession(TraceOptions(order_min=4, order_max=4))
+            probes = session.attached()
             session.close()
             add(Check("load", True, f"compiled and attached {len(probes)} probes in "
                       f"{time.monotonic() - t0:.2f}s", required=True))
@@ -154,10 +152,9 @@ def _render(checks: list[Check]) -> None:
             table.add_row(c.name, mark, Text(c.detail), Text("" if c.ok else c.fix))
         Console().print(table)
         return
-    for c in checks:
-        mark = "ok" if c.ok else "MISSING" if c.required else "no"
-        print(f"{mark:8} {c.name:40} {c.detail}" + (f"\n{'':8} fix: {c.fix}" if not c.ok and
-                                                      c.fix else ""))
+    rows = [("ok" if c.ok else "MISSING" if c.required else "no", c.name, c.detail,
+             "" if c.ok else c.fix) for c in checks]
+    print(text_table(("", "check", "detail", "how to get it"), rows))
 
 
 @click.command()

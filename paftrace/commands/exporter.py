@@ -57,8 +57,11 @@ class TracerCounters:
         return self.tracer.lost()
 
     def reclaim_counters(self) -> dict[str, int] | None:
-        reclaim = self.tracer.session.reclaim
-        return reclaim.counters() if reclaim is not None else None
+        from paftrace.reclaim import COUNTERS  # noqa: PLC0415
+
+        # TraceSession's tracker of reclaim.c's maps; None without those tracepoints.
+        reclaim = getattr(self.tracer.session, "reclaim", None)
+        return dict(zip(COUNTERS, reclaim.read_counters().counters)) if reclaim else None
 
 
 def serve(host: str, port: int, registry: Any) -> Any:
@@ -91,6 +94,7 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
         PrometheusSink,
         TracerCollector,
     )
+    from paftrace.session import TraceSession  # noqa: PLC0415
     from paftrace.tracer import StopFlag, Tracer, error  # noqa: PLC0415
 
     caps = own_capabilities()
@@ -114,12 +118,12 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop = StopFlag()
     stop.install()
-    tracer = None
+    session = None
     try:
-        tracer = Tracer(options, sink)
-        plan = tracer.session.plan
-        info = ExporterInfo(kernel=tracer.session.kernel.release, order=options.order_min,
-                            probes=plan.probes(), refused=list(plan.refused))
+        session = TraceSession(options)
+        tracer = Tracer(session, options, sink)
+        info = ExporterInfo(kernel=session.kernel_release, order=options.order_min,
+                            probes=session.attached(), refused=list(session.refused))
         registry.register(TracerCollector(TracerCounters(tracer), sink, info))
         where = f"[{host}]" if ":" in host else host
         print(f"paftrace exporter: serving http://{where}:{httpd.server_port}/metrics "
@@ -132,11 +136,16 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
               f"lost, {lost['stack_errors']} stack errors", file=sys.stderr, flush=True)
     except LoaderError as exc:
         return error(str(exc))
+    except Exception:
+        if session is not None:  # say what the error cost before its traceback
+            print(f"paftrace: {session.stats()['unhandled']} failure record(s) were not "
+                  "counted; stopping on this error:", file=sys.stderr)
+        raise
     finally:
         httpd.shutdown()
         httpd.server_close()
-        if tracer is not None:
-            tracer.close()
+        if session is not None:
+            session.close()  # detaches every probe
         stop.restore()
     return 0  # a stop by SIGTERM/SIGINT is the service's normal end
 

@@ -18,6 +18,8 @@ import click
 from paftrace.loader import LoaderError, require_root
 from paftrace.options import TraceOptions
 from paftrace.records import Failure
+from paftrace.render.text import text_table
+from paftrace.session import TraceSession
 from paftrace.tracer import StopFlag, Tracer
 from paftrace.workloads.childproc import python_env
 from paftrace.workloads.netload import loopback_connections
@@ -58,7 +60,7 @@ class CollectingRenderer:
         pass
 
 
-def _run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
+def run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
     """Run `workload` in a thread while the tracer polls in this one."""
     result: dict[str, object] = {}
 
@@ -90,9 +92,10 @@ def provoke_subprocess(count: int, order: int, *extra: str) -> dict:
 def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
         list[SelftestCheck], dict]:
     renderer = CollectingRenderer()
-    tracer = Tracer(TraceOptions(order_min=order, order_max=order, disabled=disabled), renderer)
+    options = TraceOptions(order_min=order, order_max=order, disabled=disabled)
+    tracer = Tracer(TraceSession(options), options, renderer)
     try:
-        provoked = _run_with(tracer, renderer, lambda: provoke_subprocess(count, order))
+        provoked = run_with(tracer, renderer, lambda: provoke_subprocess(count, order))
     finally:
         tracer.close()
     assert isinstance(provoked, dict)
@@ -129,10 +132,10 @@ def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
 
 def check_softirq(disabled: frozenset[str], seconds: float = 2.0) -> SelftestCheck:
     renderer = CollectingRenderer()
-    tracer = Tracer(TraceOptions(order_min=0, order_max=31, trace_all=True, disabled=disabled),
-                    renderer)
+    options = TraceOptions(order_min=0, order_max=31, trace_all=True, disabled=disabled)
+    tracer = Tracer(TraceSession(options), options, renderer)
     try:
-        made = _run_with(tracer, renderer, lambda: loopback_connections(seconds))
+        made = run_with(tracer, renderer, lambda: loopback_connections(seconds))
     finally:
         tracer.close()
     net_rx = sum(r["count"] for r in renderer.summary["allocations"]
@@ -171,7 +174,7 @@ def selftest(order: int, count: int, no_softirq: bool, disabled: tuple[str, ...]
     if as_json:
         print(json.dumps(result))
     else:
-        for c in result["checks"]:
-            print(f"{'PASS' if c['ok'] else 'FAIL'}  {c['name']:9} {c['detail']}")
+        print(text_table(("", "check", "detail"), [("PASS" if c["ok"] else "FAIL", c["name"],
+                                                     c["detail"]) for c in result["checks"]]))
         print(f"selftest {result['selftest']} on {result['kernel']}")
     sys.exit(0 if result["selftest"] == "pass" else 1)

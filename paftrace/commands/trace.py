@@ -6,21 +6,9 @@ import sys
 
 import click
 
+from paftrace.commands import TRACE_EXAMPLES
 from paftrace.options import OptionError, TraceOptions, parse_order_range
 from paftrace.planner import FEATURES
-
-TRACE_EXAMPLES = """\b
-Examples:
-  sudo paftrace --order 4            # live view of failing order-4 allocations
-  sudo paftrace -o 4+ --atomic-only  # order >= 4, only atomic (no direct reclaim)
-  sudo paftrace -o 2-5 -d 60 --json  # JSON Lines for 60 s, then a summary object
-  sudo paftrace -o 0 --all           # also successful allocations, by context and stack
-  sudo paftrace -p 1234 -o 3+        # one process
-  sudo paftrace doctor               # what this kernel supports, and how to fix the rest
-  sudo paftrace selftest             # provoke real failures and check they are seen
-  paftrace explain dmesg.txt         # decode pasted page allocation failure reports
-  paftrace gfp 0x400cc0              # decode a gfp mask
-"""
 
 
 def _order(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int]:

@@ -1,11 +1,12 @@
 """Find allocation failure reports in log text and read their parts.
 
-Every era's header is accepted (KERNEL-FACTS §1.3): "failure. order:4,
-mode:0x20" (2.6.x), "failure: order:4, mode:0x2080020" (3.x-4.5),
-"mode:0x...(NAMES)" (4.6+), ", nodemask=..." (4.11+), ",cpuset=...,
-mems_allowed=..." on the same line (5.4+) or on their own line (4.14-4.19),
-plus warn_alloc's other reports (vmalloc, vmemmap). A report runs until the
-next header; its call trace ends at Mem-Info or at another trace.
+Every era's header is accepted (mm/page_alloc.c warn_alloc, 2.6.32 … 6.18;
+docs/KERNEL-NOTES.md §1.3): "failure. order:4, mode:0x20" (2.6.x),
+"failure: order:4, mode:0x2080020" (3.x-4.5), "mode:0x...(NAMES)" (4.6+),
+", nodemask=..." (4.11+), ",cpuset=...,mems_allowed=..." on the same line
+(5.4+) or on their own line (4.14-4.19), plus warn_alloc's other reports
+(vmalloc, vmemmap). A report runs until the next header; its call trace ends
+at Mem-Info or at another trace.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The kernel's external-fragmentation figures, computed from buddyinfo counts.
 
 Same integer arithmetic as mm/vmstat.c (fill_contig_page_info, unusable_free_index,
-__fragmentation_index; 3.10 -> 6.18, KERNEL-FACTS §5.4), which debugfs
+__fragmentation_index; 3.10 -> 6.18; docs/KERNEL-NOTES.md §5.4), which debugfs
 extfrag/{unusable_index,extfrag_index} prints: results are x1000 integers, so
 they match the debugfs files digit for digit and work without debugfs.
 """

@@ -1,6 +1,6 @@
 """/proc/pagetypeinfo: free blocks per migratetype and pageblocks per type (root, 0400).
 
-Layout (mm/vmstat.c pagetypeinfo_show; KERNEL-FACTS §5.2): `Page block order`,
+Layout (mm/vmstat.c pagetypeinfo_show, 2.6.32 … 6.18): `Page block order`,
 `Pages per block`, then `Node %4d, zone %8s, type %12s ` lines with one count per
 order (from 5.4 a count that reached the 100000 reading cap is printed `>100000`),
 then `Number of blocks type` + type names and one line per zone. Types are

@@ -1,6 +1,6 @@
 """/proc/zoneinfo: watermarks, reserves and counters per zone.
 
-Layout (mm/vmstat.c zoneinfo_show_print; KERNEL-FACTS §5.3): a `Node %d, zone %8s`
+Layout (mm/vmstat.c zoneinfo_show_print, 2.6.32 … 6.18): a `Node %d, zone %8s`
 header; from 4.14 the first zone of a node also carries `per-node stats`; then
 `pages free`, `boost` (5.x+), `min`, `low`, `high`, `promo` (6.12+), `scanned`
 (<= 4.4, sometimes with a trailing "(a: .. i: ..)"), `spanned`, `present`,

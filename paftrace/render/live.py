@@ -11,10 +11,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from paftrace.procfs.report import failure_line as buddy_line
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
 from paftrace.render.memory import memory_panel
+from paftrace.render.memtext import failure_line as buddy_line
 from paftrace.render.plain import (
     context_label,
     stall_before,
@@ -135,7 +135,7 @@ class LiveRenderer:
         self.live.start()
         self._draw()
 
-    def _view(self) -> RenderableType:
+    def view(self) -> RenderableType:
         s = self.snapshot
         if s is None:
             return self.header
@@ -157,7 +157,7 @@ class LiveRenderer:
         return Group(*parts)
 
     def _draw(self) -> None:
-        self.live.update(self._view(), refresh=True)
+        self.live.update(self.view(), refresh=True)
         self._last_draw = time.monotonic()
 
     def failure(self, failure: Failure) -> None:

@@ -13,8 +13,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from paftrace.procfs.report import PAGE_SIZE, human_bytes, zone_figures
+from paftrace.procfs.report import PAGE_SIZE, zone_figures
 from paftrace.procfs.sampler import MemorySample, ZoneSample
+from paftrace.render.memtext import human_bytes
 
 SPARKS = "▁▂▃▄▅▆▇█"
 

@@ -6,10 +6,11 @@ import sys
 import time
 from typing import TextIO
 
-from paftrace.procfs.report import failure_line as buddy_line
 from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
+from paftrace.render.memtext import failure_line as buddy_line
+from paftrace.render.text import text_table
 
 _MONO_TO_WALL = time.time() - time.monotonic()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
 
@@ -66,9 +67,10 @@ def attached_line(info: dict) -> str:
 
 def summary_lines(summary: dict) -> list[str]:
     lines = [f"Summary after {summary['duration_s']:.1f}s:"]
-    for order, row in sorted(summary["orders"].items(), key=lambda kv: int(kv[0])):
-        lines.append(f"  order {order:>2}: {row['attempts']:>12,} attempts "
-                     f"{row['failures']:>8,} failures")
+    orders = [(order, f"{row['attempts']:,}", f"{row['failures']:,}")
+              for order, row in sorted(summary["orders"].items(), key=lambda kv: int(kv[0]))]
+    lines += text_table(("order", "attempts", "failures"), orders, indent=2,
+                        right=(0, 1, 2)).splitlines()
     ctx = ", ".join(f"{k} {v}" for k, v in summary["failures_by_context"].items() if v)
     lines.append(f"  failures matching the filters: {summary['failures_matched']}"
                  f" ({ctx or 'none'})")

@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
+
 from paftrace.workloads.childproc import python_env, read_line
 
 F_SETPIPE_SZ = 1031
@@ -229,30 +231,41 @@ def _worker(pipe_size: int, count: int, fill_mib: int, comm: str) -> None:
     sys.stdin.readline()  # keep pipes (and charges) until the parent is done
 
 
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-n", "--count", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Failures to produce.")
+@click.option("-o", "--order", type=int, default=4, show_default=True,
+              help=f"Allocation order ({MIN_ORDER}-{MAX_ORDER}; lower orders would OOM-kill).")
+@click.option("--fill-mib", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Memory the worker touches (MiB).")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds to wait for the worker at each step.")
+@click.option("--comm", help="Task name of the failing worker (tests use it).")
+def cli(count: int, order: int, fill_mib: int, timeout: float, comm: str | None) -> None:
+    """Produce real page allocation failures of a chosen order, safely (root).
+
+    Prints one JSON object: the failures produced, the worker's pid, the cgroup.
+    Exit status 1 when fewer failures than asked for were produced.
+    """
+    try:
+        result = provoke(count, order, fill_mib, timeout, comm)
+    except (ProvokeError, OSError) as exc:
+        print(f"provoke: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("provoke: interrupted; cleaned up", file=sys.stderr)
+        sys.exit(130)
+    print(json.dumps(asdict(result)))
+    sys.exit(0 if result.failures == result.requested else 1)
+
+
 def main(argv: list[str]) -> int:
+    """`--worker` is the cgroup side of provoke() (an internal protocol, not a CLI)."""
     if argv and argv[0] == "--worker":
         _worker(int(argv[1]), int(argv[2]), int(argv[3]), argv[4] if len(argv) > 4 else "")
         return 0
-    import argparse  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(prog="provoke", description=__doc__.split("\n")[0])
-    parser.add_argument("-n", "--count", type=int, default=10, help="failures to produce")
-    parser.add_argument("-o", "--order", type=int, default=4,
-                        help=f"allocation order ({MIN_ORDER}-{MAX_ORDER})")
-    parser.add_argument("--fill-mib", type=int, default=16, help="memory the worker touches")
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--comm", help="task name of the failing worker (tests use it)")
-    args = parser.parse_args(argv)
-    try:
-        result = provoke(args.count, args.order, args.fill_mib, args.timeout, args.comm)
-    except (ProvokeError, OSError) as exc:
-        print(f"provoke: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("provoke: interrupted; cleaned up", file=sys.stderr)
-        return 130
-    print(json.dumps(asdict(result)))
-    return 0 if result.failures == result.requested else 1
+    cli.main(args=argv, prog_name="provoke")
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ baseline (median of the rounds, spread = (max - min) / median); --json writes it
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -19,9 +18,11 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import benchstats as st
+import click
 import scrape as sc
 import workloads as wl
 from tracers import Running, Tracer, TracerError, all_tracers
@@ -114,7 +115,7 @@ class FtraceState:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, exe: Path, scratch: Path):
+    def __init__(self, args: BenchArgs, exe: Path, scratch: Path):
         self.args = args
         self.exe = exe
         self.scratch = scratch
@@ -321,7 +322,7 @@ class Bench:
         return out
 
 
-def report(res: dict, args: argparse.Namespace, tracer_names: list[str]) -> str:
+def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
     lines = [f"throughput / baseline, median of {args.rounds} interleaved rounds of "
              f"{args.seconds:g} s (spread = (max-min)/median)"]
     for w in args.workloads:
@@ -372,39 +373,62 @@ def report(res: dict, args: argparse.Namespace, tracer_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="about a minute: 2 rounds of 1 s")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 5, --quick 2)")
-    p.add_argument("--seconds", type=float, help="per workload run (default 2, --quick 1)")
-    p.add_argument("--workloads", default="fault,pipe,fail", help="subset of fault,pipe,fail")
-    p.add_argument("--tracers", help="comma-separated subset of tracer names")
-    p.add_argument("--no-profile", action="store_true", help="skip the bpf_stats pass")
-    p.add_argument("--soak", nargs="?", type=float, const=600.0, metavar="SECONDS",
-                   help="also: RSS of --soak-tracer after SECONDS (600) of the order-0 storm")
-    p.add_argument("--soak-tracer", default=SOAK_TRACER,
-                   choices=(SOAK_TRACER, EXPORTER_ALL_ORDERS),
-                   help="what --soak watches; the exporter is scraped every second and "
-                        "also sees order-4 failure storms")
-    p.add_argument("--no-scrape", action="store_true",
-                   help="skip the exporter's scrape-latency pass")
-    p.add_argument("--markdown", action="store_true",
-                   help="also print the table of docs/PERFORMANCE.md")
-    p.add_argument("--json", nargs="?", const="-", metavar="PATH",
-                   help="write the results as JSON to PATH (- or no value: stdout)")
-    args = p.parse_args(argv)
-    args.rounds = args.rounds or (2 if args.quick else 5)
-    args.seconds = args.seconds or (1.0 if args.quick else 2.0)
-    args.workloads = [w for w in args.workloads.split(",") if w]
-    unknown = set(args.workloads) - wl.WORKLOADS.keys()
+@dataclass
+class BenchArgs:
+    rounds: int
+    seconds: float
+    workloads: list[str]
+    tracers: set[str] | None
+    no_profile: bool
+    soak: float | None
+    markdown: bool
+    json: str | None
+    soak_tracer: str = SOAK_TRACER
+    no_scrape: bool = False
+
+
+def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
+    names = [w for w in value.split(",") if w]
+    unknown = set(names) - wl.WORKLOADS.keys()
     if unknown:
-        p.error(f"unknown workload(s) {', '.join(sorted(unknown))}: use fault, pipe, fail")
-    args.tracers = set(args.tracers.split(",")) | {"baseline"} if args.tracers else None
-    return args
+        raise click.BadParameter(f"unknown workload(s) {', '.join(sorted(unknown))}: use "
+                                 "fault, pipe, fail")
+    return names
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="About a minute: 2 rounds of 1 s.")
+@click.option("--rounds", type=click.IntRange(min=1), help="Interleaved rounds (default 5, "
+              "--quick 2).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Per workload run (default 2, --quick 1).")
+@click.option("--workloads", default="fault,pipe,fail", show_default=True, callback=_workloads,
+              help="Subset of fault,pipe,fail.")
+@click.option("--tracers", help="Comma-separated subset of tracer names.")
+@click.option("--no-profile", is_flag=True, help="Skip the bpf_stats pass.")
+@click.option("--soak", type=float, is_flag=False, flag_value=600.0, metavar="[SECONDS]",
+              help="Also: RSS of --soak-tracer after SECONDS (600) of the order-0 storm.")
+@click.option("--soak-tracer", type=click.Choice([SOAK_TRACER, EXPORTER_ALL_ORDERS]),
+              default=SOAK_TRACER, show_default=True,
+              help="What --soak watches; the exporter is scraped every second and also sees "
+                   "order-4 failure storms.")
+@click.option("--no-scrape", is_flag=True, help="Skip the exporter's scrape-latency pass.")
+@click.option("--markdown", is_flag=True, help="Also print the table of docs/PERFORMANCE.md.")
+@click.option("--json", "json_path", is_flag=False, flag_value="-", metavar="[PATH]",
+              help="Write the results as JSON to PATH (- or no value: stdout).")
+def cli(quick: bool, rounds: int | None, seconds: float | None, workloads: list[str],
+        tracers: str | None, no_profile: bool, soak: float | None, soak_tracer: str,
+        no_scrape: bool, markdown: bool, json_path: str | None) -> None:
+    """Overhead of paftrace against its peers, measured side by side (root)."""
+    args = BenchArgs(rounds=rounds or (2 if quick else 5),
+                     seconds=seconds or (1.0 if quick else 2.0), workloads=workloads,
+                     tracers=set(tracers.split(",")) | {"baseline"} if tracers else None,
+                     no_profile=no_profile, soak=soak, markdown=markdown, json=json_path,
+                     soak_tracer=soak_tracer, no_scrape=no_scrape)
+    sys.exit(run(args, sys.argv[1:]))
+
+
+def run(args: BenchArgs, argv: list[str]) -> int:
     if os.geteuid() != 0:
         log("bench: needs root (BPF, memory cgroups, fs.pipe-max-size): sudo scripts/bench")
         return 1
@@ -452,4 +476,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli(prog_name="scripts/bench")

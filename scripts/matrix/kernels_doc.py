@@ -5,7 +5,7 @@ from __future__ import annotations
 from results import KernelResult, passed, render_markdown_table
 
 # Each fallback paftrace takes, and the kernel change behind it
-# (/work/shared/KERNEL-FACTS.md sections in brackets).
+# (docs/KERNEL-NOTES.md sections in brackets).
 FALLBACKS = [
     ("Allocator-entry kprobe name",
      "`__alloc_pages_nodemask` up to 5.12; renamed `__alloc_pages` in 5.13; "
@@ -95,7 +95,7 @@ def render_doc(results: list[KernelResult], suites: dict[str, str]) -> str:
         "## Why each fallback exists",
         "",
         "Numbers in brackets are sections of the project's kernel facts notes "
-        "(KERNEL-FACTS.md, read from the kernel sources of each version).",
+        "(docs/KERNEL-NOTES.md, read from the kernel sources of each version).",
         "",
         "| fallback | kernel change behind it |",
         "|---|---|",

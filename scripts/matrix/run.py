@@ -6,7 +6,6 @@ Called by scripts/kernel-matrix after scripts/matrix/build; see that script.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -17,6 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import click
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -118,20 +119,40 @@ def run_host(out: Path) -> float:
     return time.monotonic() - t0
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kernel-matrix")
-    parser.add_argument("--work", type=Path, required=True)
-    parser.add_argument("--only", action="append", default=[],
-                        help="run only kernels whose release contains this (repeatable)")
-    parser.add_argument("--no-host", action="store_true", help="skip the host's own row")
-    parser.add_argument("--jobs", type=int, default=MAX_QEMU)
-    parser.add_argument("--memory", type=int, default=1024, help="guest RAM in MiB")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per guest, seconds")
-    parser.add_argument("--docs", type=Path, help="write the Supported kernels page here")
-    parser.add_argument("--tree", type=Path, default=REPO,
-                        help="project tree copied into the guests (default: this checkout)")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class MatrixArgs:
+    work: Path
+    only: tuple[str, ...]
+    no_host: bool
+    jobs: int
+    memory: int
+    timeout: float
+    docs: Path | None
+    tree: Path
 
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Cache of kernels, images and the last run (scripts/kernel-matrix sets it).")
+@click.option("--only", multiple=True,
+              help="Run only kernels whose release contains this (repeatable).")
+@click.option("--no-host", is_flag=True, help="Skip the host's own row.")
+@click.option("--jobs", type=click.IntRange(min=1), default=MAX_QEMU, show_default=True,
+              help="Guests booted at once (at most MAX_QEMU).")
+@click.option("--memory", type=click.IntRange(min=256), default=1024, show_default=True,
+              help="Guest RAM in MiB.")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Per guest, seconds.")
+@click.option("--docs", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the Supported kernels page here.")
+@click.option("--tree", type=click.Path(file_okay=False, path_type=Path), default=REPO,
+              show_default="this checkout", help="Project tree copied into the guests.")
+def cli(**options: object) -> None:
+    """Boot each built kernel under QEMU, run the payload there and on the host, judge."""
+    sys.exit(main(MatrixArgs(**options)))  # type: ignore[arg-type]
+
+
+def main(args: MatrixArgs) -> int:
     kernels = [k for k in read_kernels(args.work)
                if not args.only or any(s in k.abi for s in args.only)]
     run_dir = args.work / "last-run"
@@ -169,4 +190,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    cli(prog_name="kernel-matrix")

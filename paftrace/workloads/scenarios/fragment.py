@@ -17,12 +17,12 @@ freed pages first: fragment more than that to see them in /proc/buddyinfo.
 
 from __future__ import annotations
 
-import argparse
 import json
 import mmap
 import os
-import sys
 import time
+
+import click
 
 PAGE = mmap.PAGESIZE
 
@@ -48,27 +48,24 @@ def punch(area: mmap.mmap) -> int:
     return freed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paftrace.workloads.scenarios.fragment",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--mib", type=int, default=256, help="memory to touch (MiB)")
-    parser.add_argument("--hold", type=float, default=10.0, help="seconds to keep the state")
-    parser.add_argument("--touched-wait", type=float, default=0.0,
-                        help="seconds to wait between touching and freeing")
-    args = parser.parse_args(argv)
-    if not 1 <= args.mib <= 4096:
-        print("fragment: --mib must be between 1 and 4096", file=sys.stderr)
-        return 2
-    area = touch(args.mib)
-    info = {"mib": args.mib, "pages": (args.mib << 20) // PAGE, "pid": os.getpid()}
+@click.command()
+@click.option("--mib", type=click.IntRange(1, 4096), default=256, show_default=True,
+              help="Memory to touch (MiB).")
+@click.option("--hold", type=float, default=10.0, show_default=True,
+              help="Seconds to keep the state.")
+@click.option("--touched-wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait between touching and freeing.")
+def main(mib: int, hold: float, touched_wait: float) -> None:
+    """Touch memory as 4K pages, free every other one, hold (the scripts/fragment child)."""
+    area = touch(mib)
+    info = {"mib": mib, "pages": (mib << 20) // PAGE, "pid": os.getpid()}
     print(json.dumps({"phase": "touched", **info}), flush=True)
-    time.sleep(args.touched_wait)
+    time.sleep(touched_wait)
     freed = punch(area)
     print(json.dumps({"phase": "fragmented", "freed_pages": freed, **info}), flush=True)
-    time.sleep(args.hold)
+    time.sleep(hold)
     area.close()
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(prog_name="python -m paftrace.workloads.scenarios.fragment")

@@ -10,10 +10,11 @@ and the free order-0 blocks, from /proc/buddyinfo.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
+
+import click
 
 from paftrace.workloads.scenarios.common import (
     ScenarioError,
@@ -71,28 +72,29 @@ def fragment(mib: int, hold: float, order: int) -> None:
     emit(state("released", order))
 
 
+@click.command(epilog="\b\n" + EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--mib", type=click.IntRange(1, MAX_MIB), help=f"MiB to fragment (1..{MAX_MIB}).")
+@click.option("--share", type=click.FloatRange(0, 95, min_open=True),
+              help="Percent of MemAvailable to fragment (default 50).")
+@click.option("--hold", type=click.FloatRange(0, MAX_HOLD, min_open=True), default=30.0,
+              show_default=True, help=f"Seconds to keep memory fragmented (max {MAX_HOLD:.0f}).")
+@click.option("-o", "--order", type=click.IntRange(0, 10), default=4, show_default=True,
+              help="Report free blocks of this order and above.")
+@click.option("--small-pcp", is_flag=True,
+              help="Shrink the per-CPU page lists meanwhile (root), so that freed pages show in "
+                   "buddyinfo at once; restored at the end.")
+def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp: bool) -> None:
+    """Fragment free memory for a while, and show what buddyinfo says."""
+    if mib is not None and share is not None:
+        raise click.UsageError("--mib and --share exclude each other")
+    sys.exit(run_scenario("fragment", lambda: run(plan_mib(mib, share or 50.0), hold, order,
+                                                  small_pcp), "memory released"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/fragment", description=__doc__.split("\n")[0],
-                                     epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--mib", type=int, help=f"MiB to fragment (1..{MAX_MIB})")
-    size.add_argument("--share", type=float, default=50.0,
-                      help="percent of MemAvailable to fragment (default 50)")
-    parser.add_argument("--hold", type=float, default=30.0,
-                        help=f"seconds to keep memory fragmented (default 30, max {MAX_HOLD:.0f})")
-    parser.add_argument("-o", "--order", type=int, default=4,
-                        help="report free blocks of this order and above (default 4)")
-    parser.add_argument("--small-pcp", action="store_true",
-                        help="shrink the per-CPU page lists meanwhile (root), so that freed "
-                             "pages show in buddyinfo at once; restored at the end")
-    args = parser.parse_args(argv)
-    if not 0 < args.hold <= MAX_HOLD or not 0 < args.share <= 95 or not 0 <= args.order <= 10:
-        parser.error(f"--hold must be in (0, {MAX_HOLD:.0f}], --share in (0, 95], "
-                     "--order in 0..10")
-    return run_scenario("fragment", lambda: run(plan_mib(args.mib, args.share), args.hold,
-                                                args.order, args.small_pcp),
-                        "memory released")
+    cli.main(args=argv, prog_name="scripts/fragment")
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,12 +15,14 @@ The namespaces (and the veth pair) are removed at the end, also on Ctrl-C/SIGTER
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import mmap
 import os
 import sys
 import time
+from dataclasses import dataclass
+
+import click
 
 from paftrace.workloads.scenarios import icmp, netns
 from paftrace.workloads.scenarios.common import (
@@ -74,7 +76,18 @@ def size_for_order(order: int, mtu: int) -> int:
     return size
 
 
-def run(args: argparse.Namespace) -> dict:
+@dataclass(frozen=True)
+class EchoOptions:
+    order: int = 4
+    mtu: int = MAX_MTU
+    size: int | None = None
+    seconds: float = 10.0
+    count: int = 1_000_000
+    keep_sg: bool = False
+    fragment_mib: int = 0
+
+
+def run(args: EchoOptions) -> dict:
     size = args.size or size_for_order(args.order, args.mtu)
     if os.geteuid() != 0:
         raise ScenarioError("needs root (network namespaces, raw sockets): run it with sudo")
@@ -97,44 +110,39 @@ def run(args: argparse.Namespace) -> dict:
             "namespaces_removed": namespaces}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="scripts/softirq-highorder",
-                                     description=__doc__.split("\n")[0], epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--order", type=int, default=4,
-                        help="order of the reply allocations (2..5, default 4)")
-    parser.add_argument("--mtu", type=int, default=MAX_MTU,
-                        help=f"veth MTU ({MIN_MTU}..{MAX_MTU}, default {MAX_MTU})")
-    parser.add_argument("--size", type=int,
-                        help="echo payload bytes (overrides --order's choice)")
-    parser.add_argument("--seconds", type=float, default=10.0,
-                        help=f"how long to send (default 10, max {MAX_SECONDS:.0f})")
-    parser.add_argument("--count", type=int, default=1_000_000,
-                        help="at most this many requests (default 1000000)")
-    parser.add_argument("--keep-sg", action="store_true",
-                        help="leave scatter-gather on: replies use order-3 page fragments "
-                             "(skb_page_frag_refill, with an order-0 fallback) instead")
-    parser.add_argument("--fragment-mib", type=int, default=0,
-                        help="fragment this many MiB meanwhile (scripts/fragment's method)")
-    parser.add_argument("--cleanup", action="store_true",
-                        help="only remove namespaces left by a run that was killed")
-    args = parser.parse_args(argv)
-    if not MIN_MTU <= args.mtu <= MAX_MTU or not 0 < args.seconds <= MAX_SECONDS:
-        parser.error(f"--mtu must be in {MIN_MTU}..{MAX_MTU}, --seconds in (0, "
-                     f"{MAX_SECONDS:.0f}]")
-    if not 2 <= args.order <= 5 or args.count < 1 or not 0 <= args.fragment_mib <= 4096:
-        parser.error("--order must be in 2..5, --count at least 1, --fragment-mib in 0..4096")
-    if args.size is not None and not 1 <= args.size <= args.mtu - 28:
-        parser.error("--size must be between 1 and MTU - 28")
-    return args
+@click.command(epilog="\b\n" + EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-o", "--order", type=click.IntRange(2, 5), default=4, show_default=True,
+              help="Order of the reply allocations.")
+@click.option("--mtu", type=click.IntRange(MIN_MTU, MAX_MTU), default=MAX_MTU,
+              show_default=True, help="veth MTU.")
+@click.option("--size", type=click.IntRange(min=1),
+              help="Echo payload bytes (overrides --order's choice; at most MTU - 28).")
+@click.option("--seconds", type=click.FloatRange(0, MAX_SECONDS, min_open=True), default=10.0,
+              show_default=True, help="How long to send.")
+@click.option("--count", type=click.IntRange(min=1), default=1_000_000, show_default=True,
+              help="At most this many requests.")
+@click.option("--keep-sg", is_flag=True,
+              help="Leave scatter-gather on: replies use order-3 page fragments "
+                   "(skb_page_frag_refill, with an order-0 fallback) instead.")
+@click.option("--fragment-mib", type=click.IntRange(0, 4096), default=0, show_default=True,
+              help="Fragment this many MiB meanwhile (scripts/fragment's method).")
+@click.option("--cleanup", is_flag=True,
+              help="Only remove namespaces left by a run that was killed.")
+def cli(cleanup: bool, **options: object) -> None:
+    """High-order atomic allocations in NET_RX: ICMP echo over a veth pair (root)."""
+    args = EchoOptions(**options)  # type: ignore[arg-type]
+    if args.size is not None and args.size > args.mtu - 28:
+        raise click.BadParameter("must be between 1 and MTU - 28", param_hint="--size")
+    if cleanup:
+        sys.exit(run_scenario("softirq-highorder",
+                              lambda: emit({"removed": netns.remove_stale()}), ""))
+    sys.exit(run_scenario("softirq-highorder", lambda: emit(run(args)), "namespaces removed"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.cleanup:
-        return run_scenario("softirq-highorder",
-                            lambda: emit({"removed": netns.remove_stale()}), "")
-    return run_scenario("softirq-highorder", lambda: emit(run(args)), "namespaces removed")
+    cli.main(args=argv, prog_name="scripts/softirq-highorder")
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

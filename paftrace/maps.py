@@ -1,0 +1,129 @@
+"""Reads the loaded object's maps: pagealloc.c's per-order counters, stats,
+per-context failures, --all aggregates and stack sampler (MapReader), and
+reclaim.c's counters and stall records (ReclaimTracker). No decoding beyond
+summing per-CPU values: that is paftrace/records.py's and paftrace/reclaim.py's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from paftrace.delivery import Tap
+from paftrace.planner import ReclaimPlan
+from paftrace.reclaim import (
+    COUNTERS,
+    ReclaimCounters,
+    Stall,
+    StallRecords,
+    process_stalls,
+    reclaim_summary,
+)
+from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey
+
+
+class MapReader:
+    def __init__(self, bpf: Any):
+        self.bpf = bpf
+
+    def _percpu_sums(self, name: str) -> list[int]:
+        table = self.bpf[name]
+        return [sum(table[table.Key(i)]) for i in range(len(table))]
+
+    def order_counts(self) -> dict[int, tuple[int, int]]:
+        out: dict[int, tuple[int, int]] = {}
+        for key, per_cpu in self.bpf["order_stats"].items():
+            attempts = sum(v.attempts for v in per_cpu)
+            failures = sum(v.failures for v in per_cpu)
+            if attempts or failures:
+                out[min(key.value, ORDER_SLOTS - 1)] = (attempts, failures)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """The in-kernel STAT_* counters by name (paftrace.h)."""
+        values = self._percpu_sums("stats")
+        return {name: values[i] for i, name in enumerate(STAT_NAMES)}
+
+    def failures_by_context(self) -> list[int]:
+        return self._percpu_sums("fail_by_ctx")
+
+    def stack_addresses(self, stack_id: int) -> list[int]:
+        if stack_id < 0:
+            return []
+        try:
+            return list(self.bpf["stacks"].walk(stack_id))
+        except KeyError:
+            return []
+
+    def set_sample_every(self, every: int) -> None:
+        """Take 1 in `every` stacks; 0 lets the kernel adapt it."""
+        cfg = self.bpf["sample_config"]
+        cfg[cfg.Key(0)] = cfg.Leaf(max(0, every))
+
+    def sample_every(self) -> int:
+        """The largest 1-in-N stack sampling any CPU uses now (1 = every stack)."""
+        per_cpu = self.bpf["sampler"][0]
+        return max([s.every for s in per_cpu] + [1])
+
+    def allocations(self) -> tuple[list[tuple[RawAllocKey, int]],
+                                   list[tuple[RawAllocKey, int, int]]]:
+        """(exact counts by key, sampled stack counts by key and stack id)."""
+        counts = [(to_alloc_key(k), sum(v)) for k, v in self.bpf["alloc_counts"].items()]
+        stacks = [(to_alloc_key(k.base), k.stack_id, sum(v))
+                  for k, v in self.bpf["alloc_stacks"].items()]
+        return counts, stacks
+
+
+def to_alloc_key(raw: Any) -> RawAllocKey:
+    """bcc's key type (built from clang's view of paftrace.h) as the contract's type."""
+    return RawAllocKey(gfp=raw.gfp, order=raw.order, context=raw.context,
+                       softirq_vec=raw.softirq_vec)
+
+
+class ReclaimTracker:
+    """Reads reclaim.c's maps and stall records in the object the loader built."""
+
+    def __init__(self, bpf: Any, plan: ReclaimPlan, statuses: dict[int, str],
+                 tap: Tap | None = None):
+        self.bpf = bpf
+        self.plan = plan
+        self.statuses = statuses
+        self.records = StallRecords(statuses, tap)
+        self.log = self.records.log
+        self.handler = self.records.handler
+        self.perf_lost = 0
+
+    def start(self, on_stall: Callable[[Stall], None] | None) -> None:
+        self.records.on_stall = on_stall
+        self.bpf["stalls"].open_perf_buffer(self.handler.callback, page_cnt=16,
+                                            lost_cb=self._lost)
+
+    def _lost(self, lost: int) -> None:
+        self.perf_lost += lost
+
+    def poll(self, timeout_ms: int = 0) -> None:
+        self.bpf.perf_buffer_poll(timeout=timeout_ms)
+
+    def stalls_before(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000
+                      ) -> list[Stall]:
+        self.poll(0)  # records of the failing task may still be in the buffer
+        return self.log.stalls_before(tid, ts_ns, window_ns)
+
+    def stall_info(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000) -> dict:
+        self.poll(0)
+        return self.log.stall_info(tid, ts_ns, window_ns)
+
+    def _percpu(self, name: str) -> list[int]:
+        table = self.bpf[name]
+        return [sum(table[table.Key(i)]) for i in range(len(table))]
+
+    def read_counters(self) -> ReclaimCounters:
+        values = self._percpu("counters")
+        values[COUNTERS.index("lost_stalls")] += self.perf_lost + self.handler.failed
+        return ReclaimCounters(
+            counters=values[:len(COUNTERS)], compact_status=self._percpu("compact_status"),
+            wakeup_kswapd_order=self._percpu("wakeup_kswapd_order"),
+            per_process=[process_stalls(key.value, per_cpu)
+                         for key, per_cpu in self.bpf["per_process"].items()])
+
+    def summary(self, top: int = 10) -> dict:
+        return reclaim_summary(self.plan, self.statuses, self.log, self.read_counters(), top)

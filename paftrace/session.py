@@ -1,0 +1,181 @@
+"""What the tracer needs from a tracing session: the seam between kernel and decoding.
+
+`TraceSession` below is the real one (a BPF program loaded into this
+kernel); `paftrace.replay.ReplaySession` replays raw records captured from real
+kernels, so decoding, aggregation, the JSON contract and every renderer run
+without root. Both deliver records through `paftrace.delivery.GuardedHandler`,
+so an exception raised while handling a record surfaces from `poll()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from paftrace.delivery import GuardedHandler, Tap, raise_all_pending
+from paftrace.gfp import GfpTable
+from paftrace.options import TraceOptions
+from paftrace.planner import ProbePlan
+from paftrace.reclaim import Stall
+from paftrace.records import RawAllocKey, RawFailure
+
+FailureHandler = Callable[[RawFailure], None]
+StallHandler = Callable[[Stall], None]
+Allocations = tuple[list[tuple[RawAllocKey, int]], list[tuple[RawAllocKey, int, int]]]
+
+
+class Session(Protocol):
+    plan: ProbePlan
+    gfp_table: GfpTable
+    kernel_release: str
+    startup_s: float
+    refused: list[str]           # planned probes the kernel refused
+    printed_kprobe: str | None   # the printed-warning marker that attached
+
+    def attached(self) -> list[str]:
+        """Probes attached now, in ProbePlan.probes() format."""
+
+    def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
+        """Open the record transports; records are handed to these from `poll()`."""
+
+    def poll(self, timeout_ms: int = 100) -> None:
+        """Deliver records; re-raises an exception a handler raised."""
+
+    def drain(self) -> None:
+        """Deliver what is already buffered (at exit)."""
+
+    def order_counts(self) -> dict[int, tuple[int, int]]:
+        """{order: (attempts, failures)} counted in the kernel."""
+
+    def stats(self) -> dict[str, int]:
+        """In-kernel STAT_* counters by name, plus `perf_lost` and `unhandled`."""
+
+    def failures_by_context(self) -> list[int]: ...
+
+    def stack(self, stack_id: int) -> list[str]:
+        """Symbolized kernel frames of a stack id, innermost first; [] if unknown."""
+
+    def sample_every(self) -> int: ...
+
+    def allocations(self) -> Allocations:
+        """--all: (exact counts by key, sampled stack counts by key and stack id)."""
+
+    def stall_info(self, tid: int, ts_ns: int) -> dict | None:
+        """What task `tid` went through before `ts_ns`; None without reclaim tracing."""
+
+    def reclaim_summary(self) -> dict | None: ...
+
+    def close(self) -> None: ...
+
+
+class TraceSession:
+    """The real session: a program loaded into this kernel (paftrace.loader), its
+    maps (paftrace.maps), kernel symbols (paftrace.symbols) and record transports."""
+
+    def __init__(self, options: TraceOptions, tap: Tap | None = None):
+        from paftrace.loader import load  # noqa: PLC0415 - bcc stays out of pure imports
+        from paftrace.maps import MapReader, ReclaimTracker  # noqa: PLC0415
+        from paftrace.reclaim import statuses_for  # noqa: PLC0415
+        from paftrace.symbols import BccKernelSymbols, KernelSymbols  # noqa: PLC0415
+
+        self.options = options
+        prepared, self.program, self.startup_s = load(options)
+        self.plan = prepared.plan
+        self.gfp_table = prepared.gfp_table
+        self.kernel_release = prepared.kernel.release
+        bpf = self.program.bpf
+        self.maps = MapReader(bpf)
+        self.symbols = KernelSymbols(lambda: BccKernelSymbols(self.program.bcc))
+        self.reclaim = (ReclaimTracker(bpf, self.plan.reclaim, statuses_for(prepared.kernel),
+                                       tap) if self.plan.reclaim is not None else None)
+        self.statuses = self.reclaim.statuses if self.reclaim else {}
+        self.tap = tap
+        self.failure_handler: GuardedHandler | None = None
+        self.perf_lost = 0
+        if options.trace_all:
+            self.maps.set_sample_every(options.sample_every)
+
+    @property
+    def refused(self) -> list[str]:
+        return self.program.refused
+
+    def attached(self) -> list[str]:
+        return self.program.attached()
+
+    @property
+    def printed_kprobe(self) -> str | None:
+        return self.program.printed_kprobe
+
+    def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
+        table = self.program.bpf["failures"]
+        self.failure_handler = GuardedHandler(on_failure, RawFailure, self.tap)
+        if self.reclaim is not None:
+            self.reclaim.start(on_stall)
+        if self.plan.ringbuf:
+            table.open_ring_buffer(self.failure_handler.callback)
+        else:
+            table.open_perf_buffer(self.failure_handler.callback,
+                                   page_cnt=self.options.perfbuf_pages,
+                                   lost_cb=self._count_perf_lost)
+
+    def _count_perf_lost(self, lost: int) -> None:
+        # Without a callback libbcc prints "Possibly lost N samples" over the view.
+        self.perf_lost += lost
+
+    def _handlers(self) -> list[GuardedHandler]:
+        handlers = [self.failure_handler, self.reclaim.handler if self.reclaim else None]
+        return [h for h in handlers if h is not None]
+
+    def poll(self, timeout_ms: int = 100) -> None:
+        bpf = self.program.bpf
+        try:
+            # perf_buffer_poll serves every perf buffer of the object (reclaim's too).
+            if self.plan.ringbuf:
+                bpf.ring_buffer_poll(timeout=timeout_ms)
+                if self.reclaim is not None:
+                    bpf.perf_buffer_poll(timeout=0)
+            else:
+                bpf.perf_buffer_poll(timeout=timeout_ms)
+        finally:
+            raise_all_pending(self._handlers())
+
+    def drain(self) -> None:
+        bpf = self.program.bpf
+        try:
+            if self.plan.ringbuf:
+                bpf.ring_buffer_consume()
+            if self.reclaim is not None or not self.plan.ringbuf:
+                bpf.perf_buffer_poll(timeout=0)
+        finally:
+            raise_all_pending(self._handlers())
+
+    def order_counts(self) -> dict[int, tuple[int, int]]:
+        return self.maps.order_counts()
+
+    def stats(self) -> dict[str, int]:
+        out = self.maps.stats()
+        out["perf_lost"] = self.perf_lost
+        # Handling raised (a renderer bug, a closed pipe): the record was not shown.
+        out["unhandled"] = self.failure_handler.failed if self.failure_handler else 0
+        return out
+
+    def failures_by_context(self) -> list[int]:
+        return self.maps.failures_by_context()
+
+    def stack(self, stack_id: int) -> list[str]:
+        return self.symbols.frames(self.maps.stack_addresses(stack_id))
+
+    def sample_every(self) -> int:
+        return self.maps.sample_every()
+
+    def allocations(self) -> Allocations:
+        return self.maps.allocations()
+
+    def stall_info(self, tid: int, ts_ns: int) -> dict | None:
+        return self.reclaim.stall_info(tid, ts_ns) if self.reclaim is not None else None
+
+    def reclaim_summary(self) -> dict | None:
+        return self.reclaim.summary() if self.reclaim is not None else None
+
+    def close(self) -> None:
+        self.program.close()
