@@ -51,6 +51,10 @@ class BuddyinfoReader:
         self._thread.join()
 
     def values_near(self, t: float, window: float) -> list[dict]:
+        """Our reads within `window` of `t`; [] unless reads cover both sides of it."""
+        if not self.reads or not self.reads[0][0] <= t - window < t + window <= \
+                self.reads[-1][0]:
+            return []
         return [v for ts, v in self.reads if abs(ts - t) <= window]
 
 
@@ -84,9 +88,9 @@ def test_prometheus_sees_exactly_the_provoked_failures_and_the_buddyinfo():
         assert prom.value('sum(paftrace_lost_records_total)') == 0
 
         with BuddyinfoReader() as buddy:
-            time.sleep(4)
+            time.sleep(6)
             end = time.time()
-            rows = prom.query("paftrace_buddy_free_blocks[3s]", time=f"{end - 1:.3f}")
+            rows = prom.query("paftrace_buddy_free_blocks[4s]", time=f"{end - 1:.3f}")
         assert rows, "no buddyinfo gauges in Prometheus"
         checked = exact = 0
         for row in rows:
@@ -98,7 +102,8 @@ def test_prometheus_sees_exactly_the_provoked_failures_and_the_buddyinfo():
                 # it must be that count; where other work churned it (low orders on this
                 # shared machine move by hundreds in 50 ms), within what our reads saw.
                 seen = [v[key] for v in buddy.values_near(float(ts), 1.0)]
-                assert seen, f"no /proc/buddyinfo read near {ts}"
+                if not seen:
+                    continue  # a scrape at the edge of our reading time
                 assert min(seen) <= int(float(value)) <= max(seen), (key, value, seen)
                 exact += min(seen) == max(seen)
                 checked += 1
