@@ -37,6 +37,8 @@ COMMANDS = (
                 "(root)."),
     CommandSpec("report", "paftrace.commands.report:report",
                 "Build a report from a `paftrace record` file or a `--json` capture (no root)."),
+    CommandSpec("exporter", "paftrace.commands.exporter:exporter",
+                "Serve page allocation failures as Prometheus metrics (long-running, root)."),
 )
 DEFAULT_COMMAND = "trace"
 

@@ -130,6 +130,11 @@ class MemorySampler:
         self.history.append(out)
         return out
 
+    def free_lists(self) -> list[ZoneFree]:
+        """Only /proc/buddyinfo, read now: one small file, for callers that need the free
+        lists fresh and the rest (zoneinfo: watermarks) only every `interval`."""
+        return parse_buddyinfo(self._read("buddyinfo"))
+
     def latest(self) -> MemorySample:
         """The newest sample, read again only when older than `interval` (cheap to call)."""
         if self.history and time.monotonic_ns() - self.history[-1].ts_ns < self.interval * 1e9:

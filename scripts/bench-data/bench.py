@@ -8,6 +8,7 @@ baseline (median of the rounds, spread = (max - min) / median); --json writes it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,20 +16,25 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import benchstats as st
 import click
+import scrape as sc
 import workloads as wl
 from tracers import Running, Tracer, TracerError, all_tracers
 
 from paftrace.tracefs import TraceFs
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-PROFILED = ("empty-bpf", "paftrace -o 4", "paftrace -o 0+ --all", "bpftrace")
+PROFILED = ("empty-bpf", "paftrace -o 4", "paftrace -o 0+ --all", "paftrace exporter -o 4",
+            "bpftrace")
 SOAK_TRACER = "paftrace -o 0+ --all"
+EXPORTER_ALL_ORDERS = "paftrace exporter -o 0+"
+SCRAPES = 300  # back-to-back scrapes for the latency percentiles
 # After attaching, bpftrace and perf still set up for a moment: start measuring later.
 SETTLE_S = 0.5
 
@@ -59,6 +65,20 @@ def failure_check(summary: dict, run: Running, storm_failures: int) -> dict:
             "reported_in_summary": summary.get("failures_reported"),
             "lost_records": lost.get("records"), "exact": counted == storm_failures
             == run.failure_lines and not lost.get("records")}
+
+
+def exporter_check(text: str, storm_failures: int) -> dict:
+    """Did the exporter's counters see every failure of the storm, with nothing lost?"""
+    counted = sc.order_failures(text, wl.FAIL_ORDER)
+    lost = int(sum(sc.samples(text).get("paftrace_lost_records_total", {}).values()))
+    return {"storm_failures": storm_failures, "exported": counted, "lost_records": lost,
+            "exact": counted == storm_failures and not lost}
+
+
+def exporter_all_orders() -> Tracer:
+    return Tracer(EXPORTER_ALL_ORDERS, (*paftrace_command(), "exporter", "--order", "0+",
+                                        "--listen", "127.0.0.1:0"),
+                  "paftrace exporter: serving ", paftrace=True, exporter=True)
 
 
 def preflight() -> list[str]:
@@ -151,23 +171,30 @@ class Bench:
         if tracer.name != "baseline" and run is None:
             return
         fails = 0
+        exported = None
         try:
-            for workload in self.args.workloads:
-                result = wl.run(self.exe, workload, self.args.seconds)
-                self.rates.setdefault(tracer.name, {}).setdefault(workload, []).append(
-                    result.rate)
-                fails += result.ops if workload == "fail" else 0
+            # An exporter is scraped every second meanwhile, as Prometheus would.
+            with sc.Scraper(run.metrics_url()) if run and tracer.exporter \
+                    else contextlib.nullcontext():
+                for workload in self.args.workloads:
+                    result = wl.run(self.exe, workload, self.args.seconds)
+                    self.rates.setdefault(tracer.name, {}).setdefault(workload, []).append(
+                        result.rate)
+                    fails += result.ops if workload == "fail" else 0
             if run and tracer.paftrace:
                 self.rss_kib.setdefault(tracer.name, []).append(run.rss_kib())
+            if run and tracer.exporter:
+                exported = sc.settled(run.metrics_url())
         finally:
             if run:
                 self.stop(run)
                 for leftover in self.scratch.iterdir():
                     leftover.unlink()
         if run and tracer.paftrace and "fail" in self.args.workloads:
+            check = exporter_check(exported, fails) if exported is not None else \
+                failure_check(summary_of(run), run, fails)
             self.failure_runs.setdefault(tracer.name, []).append(
-                {**failure_check(summary_of(run), run, fails),
-                 "failures_per_s": round(self.rates[tracer.name]["fail"][-1])})
+                {**check, "failures_per_s": round(self.rates[tracer.name]["fail"][-1])})
 
     def rounds(self) -> None:
         names = [t.name for t in self.tracers]
@@ -211,24 +238,68 @@ class Bench:
             BPF_STATS.write_text(old)
         return out
 
-    def soak(self, seconds: float) -> dict:
-        """RSS of `paftrace --all` while the order-0 storm runs for `seconds`."""
-        tracer = next(t for t in all_tracers(sys.executable, paftrace_command())
-                      if t.name == SOAK_TRACER)
+    def soak(self, seconds: float, name: str = SOAK_TRACER) -> dict:
+        """RSS of a tracer while the order-0 storm runs for `seconds`; an exporter is
+        also scraped every second and sees an order-4 failure storm every half minute."""
+        tracer = exporter_all_orders() if name == EXPORTER_ALL_ORDERS else next(
+            t for t in all_tracers(sys.executable, paftrace_command()) if t.name == name)
         run = self.start(tracer)
         if run is None:
-            return {"error": self.unavailable.get(SOAK_TRACER)}
+            return {"tracer": name, "error": self.unavailable.get(name)}
         samples = []
+        scraper = sc.Scraper(run.metrics_url()) if tracer.exporter else None
         try:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                wl.run(self.exe, "fault", min(30.0, max(1.0, end - time.monotonic())))
-                samples.append(run.rss_kib())
-                log(f"soak {seconds - (end - time.monotonic()):5.0f} s rss {samples[-1]} KiB")
+            with scraper or contextlib.nullcontext():
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    wl.run(self.exe, "fault", min(25.0, max(1.0, end - time.monotonic())))
+                    if tracer.exporter and time.monotonic() < end:
+                        wl.run(self.exe, "fail", 5.0)
+                    samples.append(run.rss_kib())
+                    log(f"soak {seconds - (end - time.monotonic()):5.0f} s rss "
+                        f"{samples[-1]} KiB")
         finally:
             run.stop()
-        return {"seconds": seconds, "rss_kib_first": samples[0], "rss_kib_last": samples[-1],
-                "rss_kib_max": max(samples), "lost": summary_of(run).get("lost")}
+        out = {"tracer": name, "seconds": seconds, "rss_kib_first": samples[0],
+               "rss_kib_last": samples[-1], "rss_kib_max": max(samples)}
+        if scraper is not None:
+            out["scrape"] = sc.latency_summary(scraper.latencies)
+            out["scrape_errors"] = len(scraper.errors)
+            out["lost"] = sum(sc.samples(scraper.last_text).get(
+                "paftrace_lost_records_total", {}).values())
+        else:
+            out["lost"] = summary_of(run).get("lost")
+        return out
+
+    def scrape_latency(self) -> dict:
+        """Scrape latency of the exporter watching every order, all its series present
+        (failure series from an order-4 storm first): back to back, then again during
+        the page-fault storm (one core busy)."""
+        run = self.start(exporter_all_orders())
+        if run is None:
+            return {"error": self.unavailable.get(EXPORTER_ALL_ORDERS)}
+        try:
+            url = run.metrics_url()
+            wl.run(self.exe, "fail", 1.0)
+            quiet = [sc.scrape(url)[0] for _ in range(SCRAPES)]
+            busy = {}
+            for workload in ("fault", "fail"):
+                storm = threading.Thread(target=wl.run, args=(self.exe, workload, 20.0),
+                                         daemon=True)
+                storm.start()
+                time.sleep(0.5)  # the fail storm sets up its cgroup first
+                busy[workload] = [sc.scrape(url)[0] for _ in range(SCRAPES)
+                                  if storm.is_alive()]
+                storm.join()
+            found = sc.samples(sc.scrape(url)[1])
+        finally:
+            run.stop()
+        return {**sc.latency_summary(quiet),
+                "during_fault_storm": sc.latency_summary(busy["fault"]),
+                "during_failure_storm": sc.latency_summary(busy["fail"]),
+                "series": sum(len(v) for v in found.values()),
+                "failure_series": len(found.get("paftrace_page_alloc_failures_total", {})),
+                "collect_ms": round(1000 * found["paftrace_scrape_duration_seconds"][()], 2)}
 
     def results(self) -> dict:
         base = {w: st.spread(v) for w, v in self.rates.get("baseline", {}).items()}
@@ -260,6 +331,7 @@ class Bench:
         out = {}
         for name, limit in (("paftrace -o 4", st.TARGET_ORDER4_VS_FLOOR),
                             ("paftrace -o 0+ --all", st.TARGET_ALL_VS_FLOOR),
+                            ("paftrace exporter -o 4", st.TARGET_ORDER4_VS_FLOOR),
                             ("bpftrace", None), ("perf record -g", None)):
             mine = oh(name)
             if mine is None or floor is None:
@@ -353,6 +425,19 @@ def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
         lines.append(f"profile {name} (bpf_stats, fault storm {prof['faults_per_s']:,}/s): " +
                      "; ".join(f"{p['name']} {p['ns_per_run']} ns x {p['runs']:,}"
                                for p in prof["programs"][:6]))
+    if "scrape" in res:
+        sl = res["scrape"]
+        if "error" in sl:
+            lines.append(f"scrape latency, {EXPORTER_ALL_ORDERS}: unavailable: {sl['error']}")
+        else:
+            busy, fails = sl["during_fault_storm"], sl["during_failure_storm"]
+            lines.append(f"scrape latency, {EXPORTER_ALL_ORDERS}, {sl['series']} series, "
+                         f"{sl['scrapes']} back-to-back scrapes: p50 {sl['p50_ms']} ms, p99 "
+                         f"{sl['p99_ms']} ms, max {sl['max_ms']} ms, target p99 < "
+                         f"{sl['target_p99_ms']:g} ms: {'MET' if sl['met'] else 'MISSED'}; "
+                         f"during the fault storm p50 {busy['p50_ms']} ms, p99 {busy['p99_ms']} "
+                         f"ms; during the failure storm p50 {fails['p50_ms']} ms, p99 "
+                         f"{fails['p99_ms']} ms; collect {sl['collect_ms']} ms in the exporter")
     if "soak" in res:
         lines.append(f"soak: {json.dumps(res['soak'])}")
     if args.markdown:
@@ -372,6 +457,8 @@ class BenchArgs:
     soak: float | None
     markdown: bool
     json: str | None
+    soak_tracer: str = SOAK_TRACER
+    no_scrape: bool = False
 
 
 def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -397,19 +484,25 @@ def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[s
               help="Only start and stop each tracer (--rounds times): start-up and "
                    "Ctrl-C-to-exit times side by side, then the probe release both ways.")
 @click.option("--soak", type=float, is_flag=False, flag_value=600.0, metavar="[SECONDS]",
-              help="Also: RSS of paftrace --all after SECONDS (600) of the order-0 storm.")
+              help="Also: RSS of --soak-tracer after SECONDS (600) of the order-0 storm.")
+@click.option("--soak-tracer", type=click.Choice([SOAK_TRACER, EXPORTER_ALL_ORDERS]),
+              default=SOAK_TRACER, show_default=True,
+              help="What --soak watches; the exporter is scraped every second and also sees "
+                   "order-4 failure storms.")
+@click.option("--no-scrape", is_flag=True, help="Skip the exporter's scrape-latency pass.")
 @click.option("--markdown", is_flag=True, help="Also print the table of docs/PERFORMANCE.md.")
 @click.option("--json", "json_path", is_flag=False, flag_value="-", metavar="[PATH]",
               help="Write the results as JSON to PATH (- or no value: stdout).")
 def cli(quick: bool, rounds: int | None, seconds: float | None, workloads: list[str],
         tracers: str | None, no_profile: bool, start_stop: bool, soak: float | None,
-        markdown: bool, json_path: str | None) -> None:
+        soak_tracer: str, no_scrape: bool, markdown: bool, json_path: str | None) -> None:
     """Overhead of paftrace against its peers, measured side by side (root)."""
     args = BenchArgs(rounds=rounds or (2 if quick else 5),
                      seconds=seconds or (1.0 if quick else 2.0), workloads=workloads,
                      tracers=set(tracers.split(",")) | {"baseline"} if tracers else None,
                      no_profile=no_profile, start_stop=start_stop, soak=soak,
-                     markdown=markdown, json=json_path)
+                     markdown=markdown, json=json_path, soak_tracer=soak_tracer,
+                     no_scrape=no_scrape)
     sys.exit(run(args, sys.argv[1:]))
 
 
@@ -439,8 +532,11 @@ def run(args: BenchArgs, argv: list[str]) -> int:
                 res = bench.results()
                 if not args.no_profile:
                     res["profile"] = bench.profile()
+                if not args.no_scrape and (not args.tracers or any(
+                        "exporter" in t for t in args.tracers)):
+                    res["scrape"] = bench.scrape_latency()
                 if args.soak:
-                    res["soak"] = bench.soak(args.soak)
+                    res["soak"] = bench.soak(args.soak, args.soak_tracer)
         except (wl.WorkloadError, OSError) as exc:
             log(f"bench: {exc}")
             return 1

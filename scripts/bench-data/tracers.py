@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BPFTRACE_ONE_LINER = "tracepoint:kmem:mm_page_alloc { @[args->order, kstack] = count(); }"
 PERF_SETTLE_S = 0.5  # perf prints nothing once attached: wait for its fds, then this
+EXPORTER_READY = "paftrace exporter: serving "
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Tracer:
     argv: tuple[str, ...]  # "{dir}" is replaced by a scratch directory
     ready: str             # a line starting with this means attached; "" = perf fds
     paftrace: bool = False
+    exporter: bool = False  # serves /metrics (its port is in the ready line)
 
     def command(self, scratch: Path) -> list[str]:
         return [a.replace("{dir}", str(scratch)) for a in self.argv]
@@ -37,6 +39,9 @@ def all_tracers(python: str, paftrace: list[str]) -> list[Tracer]:
                paftrace=True),
         Tracer("paftrace -o 0+ --all", (*paftrace, "--order", "0+", "--all", "--json"),
                '{"type":"attached"', paftrace=True),
+        Tracer("paftrace exporter -o 4", (*paftrace, "exporter", "--order", "4", "--listen",
+                                          "127.0.0.1:0"), EXPORTER_READY, paftrace=True,
+               exporter=True),
         Tracer("bpftrace", ("bpftrace", "-e", BPFTRACE_ONE_LINER), "Attaching"),
         Tracer("perf record -g", ("perf", "record", "-q", "-e", "kmem:mm_page_alloc", "-g", "-a",
                                   "-o", "{dir}/perf.data"), ""),
@@ -116,6 +121,13 @@ class Running:
                 with contextlib.suppress(OSError):
                     count += os.readlink(fd) == "anon_inode:[perf_event]"
         return count
+
+    def metrics_url(self) -> str:
+        """The exporter's /metrics URL, from its 'serving http://...' line."""
+        for line in self.stderr_tail:
+            if line.startswith(EXPORTER_READY):
+                return line[len(EXPORTER_READY):].split()[0]
+        raise TracerError(f"{self.tracer.name}: no serving line in {list(self.stderr_tail)}")
 
     def rss_kib(self) -> int:
         try:

@@ -6,14 +6,23 @@ Throughput is operations per second as storm.c counts them: pages faulted in
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from paftrace.workloads.leftovers import remove_stale_cgroups
-from paftrace.workloads.provoke import PIPE_MAX, MemoryCgroup, cgroup_roots, pipe_size_for_order
+from paftrace.workloads.provoke import (
+    LOCK_FILE,
+    PIPE_MAX,
+    MemoryCgroup,
+    cgroup_roots,
+    pipe_size_for_order,
+)
 
 BENCH_CGROUP = "paftrace-bench-"
 
@@ -78,11 +87,24 @@ class PipeMaxSize:
         PIPE_MAX.leave()
 
 
+@contextlib.contextmanager
+def pipe_sizes() -> Iterator[None]:
+    """fs.pipe-max-size high enough for this run, under scripts/provoke's lock: a provoke
+    that started before the bench would otherwise restore its older, lower value under
+    it (seen on a shared machine: F_SETPIPE_SZ failed with EPERM in the middle of a soak)."""
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with PipeMaxSize(max(PIPE_STORM_BYTES, pipe_size_for_order(FAIL_ORDER))):
+            yield
+
+
 def run(exe: Path, workload: str, seconds: float, cpu: int | None = None) -> Result:
     if workload == "fail":
-        return _run_fail(exe, seconds, cpu)
-    done = subprocess.run([str(exe), workload, str(seconds)], capture_output=True, text=True,
-                          preexec_fn=_pin(cpu))
+        with pipe_sizes():
+            return _run_fail(exe, seconds, cpu)
+    with pipe_sizes() if workload == "pipe" else contextlib.nullcontext():
+        done = subprocess.run([str(exe), workload, str(seconds)], capture_output=True,
+                              text=True, preexec_fn=_pin(cpu))
     if done.returncode:
         raise WorkloadError(f"storm {workload}: {done.stderr.strip()[:300]}")
     return Result(workload, *parse_output(done.stdout))
