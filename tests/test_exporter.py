@@ -23,6 +23,7 @@ require_prometheus_client()
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from paftrace.cause import CAUSES  # noqa: E402
 from paftrace.commands.exporter import parse_listen  # noqa: E402
 from paftrace.render.prometheus import (  # noqa: E402
     CONTEXT_PAIRS,
@@ -112,7 +113,10 @@ def test_leading_gfp_name_is_the_kernels_composite() -> None:
 
 def test_failure_labels_in_order_and_softirq_only_in_softirq() -> None:
     assert failure_labels(make_failure()) == ("4", "process", "", "GFP_KERNEL_ACCOUNT",
-                                              "silent", "expected")
+                                              "silent", "expected", "unknown")
+    memcg = make_failure()
+    memcg.cause = "memcg-limit"
+    assert failure_labels(memcg)[-1] == "memcg-limit"
     net = make_failure(context="softirq", softirq="NET_RX", mask=0x820)
     assert failure_labels(net)[:4] == ("4", "softirq", "NET_RX", "GFP_ATOMIC")
     assert failure_labels(make_failure(context="softirq", softirq=None))[2] == "?"
@@ -141,8 +145,9 @@ def test_failure_label_sets_beyond_the_cap_keep_order_and_context() -> None:
     failures = BoundedCounter(1, other_failure)
     failures.add(failure_labels(make_failure()))
     failures.add(failure_labels(make_failure(context="softirq", softirq="NET_RX", mask=0x820)))
-    assert failures.counts == {("4", "process", "", "GFP_KERNEL_ACCOUNT", "silent", "expected"): 1,
-                               ("4", "softirq", "NET_RX", OTHER, OTHER, OTHER): 1}
+    assert failures.counts == {
+        ("4", "process", "", "GFP_KERNEL_ACCOUNT", "silent", "expected", "unknown"): 1,
+        ("4", "softirq", "NET_RX", OTHER, OTHER, OTHER, "unknown"): 1}  # cause is kept
 
 
 def test_scrape_has_every_metric_of_the_issue(proc: Path) -> None:
@@ -160,9 +165,9 @@ def test_scrape_has_every_metric_of_the_issue(proc: Path) -> None:
                                                        labels(order="4"): 50}
     failures = m["paftrace_page_alloc_failures_total"]
     assert failures[labels(order="4", context="process", softirq="", gfp="GFP_KERNEL_ACCOUNT",
-                           visibility="silent", severity="expected")] == 3
+                           visibility="silent", severity="expected", cause="unknown")] == 3
     assert failures[labels(order="4", context="softirq", softirq="NET_RX", gfp="GFP_ATOMIC",
-                           visibility="silent", severity="expected")] == 1
+                           visibility="silent", severity="expected", cause="unknown")] == 1
     assert m["paftrace_page_alloc_failures_matched_total"][labels(context="process")] == 7
     assert m["paftrace_page_alloc_failure_sites_total"] == {
         labels(requester="pipe_resize_ring", order="4", context="process"): 3,
@@ -267,7 +272,7 @@ def test_a_storm_of_call_sites_and_processes_stays_under_the_bound(proc: Path) -
                          max_sites=20, probes=2)
     failures = m["paftrace_page_alloc_failures_total"]
     assert len(failures) <= bound.per_metric["paftrace_page_alloc_failures_total"] == \
-        200 + 11 * len(CONTEXT_PAIRS)
+        200 + 11 * len(CONTEXT_PAIRS) * len(CAUSES)
     assert sum(1 for k in failures if dict(k)["gfp"] != OTHER) <= 200
     assert {dict(k)["gfp"] for k in failures} <= gfp_label_values(TABLE)
     sites = m["paftrace_page_alloc_failure_sites_total"]

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from paftrace import __version__
+from paftrace.cause import CAUSES
 from paftrace.context import CONTEXTS, SOFTIRQ, SOFTIRQ_NAMES
 from paftrace.gfp import GfpTable
 from paftrace.procfs import frag
@@ -39,10 +40,10 @@ from paftrace.records import Failure
 from paftrace.render import Snapshot
 from paftrace.triage import EXPECTED, HARMFUL, RATE_LIMITED, REPORTED, SILENT
 
-# Label names of paftrace_page_alloc_failures_total, in this order. The failure-cause
-# classifier (branch `cause`) adds "cause" here and one value to failure_labels();
-# its values must stay a small fixed set (docs/EXPORTER.md, "Cardinality").
-FAILURE_LABELS = ("order", "context", "softirq", "gfp", "visibility", "severity")
+# Label names of paftrace_page_alloc_failures_total, in this order. `cause` takes one
+# of paftrace.cause.CAUSES (six values), so it stays bounded (docs/EXPORTER.md,
+# "Cardinality"); it is kept when a label set is folded into "other".
+FAILURE_LABELS = ("order", "context", "softirq", "gfp", "visibility", "severity", "cause")
 SITE_LABELS = ("requester", "order", "context")
 OTHER = "other"
 NO_REQUESTER = "unknown"
@@ -81,7 +82,7 @@ def gfp_label_values(table: GfpTable) -> set[str]:
 def failure_labels(f: Failure) -> tuple[str, ...]:
     """Label values of one failure, in FAILURE_LABELS order."""
     return (str(f.order), f.context, (f.softirq or "?") if f.context == SOFTIRQ else "",
-            leading_gfp_name(f.gfp_flags), f.visibility, f.severity)
+            leading_gfp_name(f.gfp_flags), f.visibility, f.severity, f.cause)
 
 
 class BoundedCounter:
@@ -117,8 +118,8 @@ def other_site(labels: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def other_failure(labels: tuple[str, ...]) -> tuple[str, ...]:
-    """Keep order, context and softirq; gfp, visibility and severity become "other"."""
-    return (*labels[:3], OTHER, OTHER, OTHER)
+    """Keep order, context, softirq and cause; gfp, visibility and severity become "other"."""
+    return (*labels[:3], OTHER, OTHER, OTHER, labels[6])
 
 
 class PrometheusSink:
@@ -384,12 +385,13 @@ def series_bound(table: GfpTable, orders: int, kernel_orders: int, zones: int,
     kernel_orders: columns of /proc/buddyinfo; zones: lines of it."""
     contexts = len(CONTEXTS)
     every_label_set = orders * len(CONTEXT_PAIRS) * len(gfp_label_values(table)) * len(
-        VISIBILITIES) * len(SEVERITIES)
+        VISIBILITIES) * len(SEVERITIES) * len(CAUSES)
     stall = len(STALL_BUCKETS) + 1 + 3  # buckets with +Inf, _sum, _count, _created
     return SeriesBound({
         "paftrace_page_alloc_attempts_total": min(kernel_orders, 32),
         "paftrace_page_alloc_failures_total":
-            min(every_label_set, max_failure_series + orders * len(CONTEXT_PAIRS)),
+            min(every_label_set,
+                max_failure_series + orders * len(CONTEXT_PAIRS) * len(CAUSES)),
         "paftrace_page_alloc_failures_matched_total": contexts,
         "paftrace_page_alloc_failure_sites_total": max_sites + orders * contexts,
         "paftrace_lost_records_total": 2,
