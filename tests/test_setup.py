@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.helpers import IS_ROOT, needs_root
 
@@ -459,9 +460,12 @@ def test_offline_installs_from_the_wheels_directory_only(tmp_path: Path) -> None
     offline = tmp_path / "offline"
     (offline / "apt").mkdir(parents=True)
     (offline / "apt" / "Packages.gz").write_bytes(gzip.compress(b""))  # nothing is missing here
+    # The project's own dependencies (pyproject.toml) and what building it needs.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = [*project["project"]["dependencies"], *project["build-system"]["requires"], "wheel"]
     wheels = subprocess.run(["/opt/paftrace/venv/bin/python", "-m", "pip", "wheel", "-q", "-w",
-                             str(offline / "wheels"), "click>=8.0", "rich>=12.0", "setuptools>=61",
-                             "wheel"], capture_output=True, text=True, timeout=600)
+                             str(offline / "wheels"), *needed],
+                            capture_output=True, text=True, timeout=600)
     assert wheels.returncode == 0, wheels.stderr
     env = unreachable_index_env(tmp_path, PAFTRACE_OFFLINE=str(offline))  # only DIR/wheels
     proc = run_setup(env)
