@@ -72,9 +72,12 @@ class Failure:
     def to_json(self) -> dict:
         # Shallow on purpose: asdict() deep-copies and was 40% of a record's cost.
         out = {"type": self.type}
-        out.update((f.name, getattr(self, f.name)) for f in fields(self)
-                   if f.name not in ("type", "stack_id"))
+        out.update((name, getattr(self, name)) for name in _FAILURE_JSON_FIELDS)
         return out
+
+
+# The JSON object's keys after "type", in field order (`stack_id` is internal).
+_FAILURE_JSON_FIELDS = tuple(f.name for f in fields(Failure) if f.name not in ("type", "stack_id"))
 
 
 def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,

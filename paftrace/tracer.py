@@ -73,6 +73,7 @@ class Tracer:
         self.orders = OrderRates()
         self.memory = memory
         self._samples_sent: set[int] = set()
+        self._snapshots: dict[tuple[int, int, str], dict] = {}
         self.records = 0
         self.sample_every = options.sample_every or 1
         self.stacks_estimated = self.sample_every != 1
@@ -121,8 +122,17 @@ class Tracer:
         if sample.ts_ns not in self._samples_sent:
             self._samples_sent.add(sample.ts_ns)
             self.renderer.event(sample_record(sample, self.options.order_min))
-        return failure_snapshot(sample, failure.order, failure.gfp_flags,
-                                failure_ts_ns=failure.ts_ns)
+        # One snapshot per sample, order and mask, shared by the failures that cite
+        # it (computing it was a third of a record's cost in a storm); only the
+        # sample's age is the failure's own.
+        key = (sample.ts_ns, failure.order, failure.gfp)
+        snap = self._snapshots.get(key)
+        if snap is None:
+            if self._snapshots and next(iter(self._snapshots))[0] != sample.ts_ns:
+                self._snapshots.clear()  # a newer sample: the old ones are cited no more
+            snap = failure_snapshot(sample, failure.order, failure.gfp_flags)
+            self._snapshots[key] = snap
+        return {**snap, "sample_age_ms": round((failure.ts_ns - sample.ts_ns) / 1e6, 1)}
 
     def _on_stall(self, stall: Stall) -> None:
         self.renderer.event(stall.to_record())
