@@ -5,6 +5,7 @@ summing per-CPU values: that is paftrace/records.py's and paftrace/reclaim.py's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -91,6 +92,7 @@ class ReclaimTracker:
         self.log = self.records.log
         self.handler = self.records.handler
         self.perf_lost = 0
+        self.polled_ns = 0  # when the last poll of the stall buffer began
 
     def start(self, on_stall: Callable[[Stall], None] | None) -> None:
         self.records.on_stall = on_stall
@@ -101,15 +103,26 @@ class ReclaimTracker:
         self.perf_lost += lost
 
     def poll(self, timeout_ms: int = 0) -> None:
+        started = time.monotonic_ns()
         self.bpf.perf_buffer_poll(timeout=timeout_ms)
+        self.polled_ns = started
+
+    def _catch_up(self, ts_ns: int) -> None:
+        """Records of the failing task may still be in the buffer, unless the last
+        poll began after the failure: a task's stall record is written before its
+        failure's timestamp is taken (the same program, or an earlier one of that
+        task), and bpf_ktime_get_ns() is CLOCK_MONOTONIC. In a storm the records
+        come in batches taken after a poll, so this saves a poll per record."""
+        if ts_ns >= self.polled_ns:
+            self.poll(0)
 
     def stalls_before(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000
                       ) -> list[Stall]:
-        self.poll(0)  # records of the failing task may still be in the buffer
+        self._catch_up(ts_ns)
         return self.log.stalls_before(tid, ts_ns, window_ns)
 
     def stall_info(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000) -> dict:
-        self.poll(0)
+        self._catch_up(ts_ns)
         return self.log.stall_info(tid, ts_ns, window_ns)
 
     def _percpu(self, name: str) -> list[int]:

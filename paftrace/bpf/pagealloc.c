@@ -34,6 +34,7 @@ struct cpu_ctx {
     s32 irq;        /* device irq number, or -1 - index of a system vector */
     u32 in_softirq;
     u32 vec;
+    u32 unwoken;    /* ring buffer records since this CPU last woke the reader */
 };
 
 BPF_PERCPU_ARRAY(order_stats, struct order_stat, ORDER_SLOTS);
@@ -92,6 +93,28 @@ static __always_inline struct cpu_ctx *this_cpu_ctx(void)
     u32 zero = 0;
     return cpu_state.lookup(&zero);
 }
+
+#ifdef USE_RINGBUF
+/* Waking the reader for every record cost the failing task more than the rest of
+ * the program: a submit with wakeup queues an irq_work (a self-IPI on x86) that
+ * wakes the reader, which then runs, per record, on a CPU the storm wants
+ * (kernel/bpf/ringbuf.c, bpf_ringbuf_commit, v5.8+). The reader polls at least
+ * every POLL_MS (paftrace/session.py) and takes what is there; each CPU forces a
+ * wakeup once it wrote RINGBUF_WAKE_EVERY records since its last one, so with
+ * all CPUs together at most a quarter of the buffer waits unannounced and a
+ * burst cannot overrun it between two polls. (bpf_ringbuf_query() would tell
+ * the fill level, but bcc 0.26 cannot pass the map to a helper it does not wrap.) */
+static __always_inline u64 ringbuf_wakeup_flag(void)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    if (!c || ++c->unwoken >= RINGBUF_WAKE_EVERY) {
+        if (c)
+            c->unwoken = 0;
+        return BPF_RB_FORCE_WAKEUP;
+    }
+    return BPF_RB_NO_WAKEUP;
+}
+#endif
 
 static __always_inline u8 current_context(u8 *vec, s32 *irq)
 {
@@ -400,7 +423,7 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
         return 0;
     }
     fill_failure(e, gfp, order, args->migratetype, context, vec, irq, stack_id, alloc_start_ns);
-    failures.ringbuf_submit(e, 0);
+    failures.ringbuf_submit(e, ringbuf_wakeup_flag());
 #else
     struct failure_event e = {};
     fill_failure(&e, gfp, order, args->migratetype, context, vec, irq, stack_id,
