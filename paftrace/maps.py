@@ -68,10 +68,26 @@ class MapReader:
     def allocations(self) -> tuple[list[tuple[RawAllocKey, int]],
                                    list[tuple[RawAllocKey, int, int]]]:
         """(exact counts by key, sampled stack counts by key and stack id)."""
-        counts = [(to_alloc_key(k), sum(v)) for k, v in self.bpf["alloc_counts"].items()]
+        counts = merge_alloc_counts(
+            [(to_alloc_key(slot.key), slot.count)
+             for _, per_cpu in self.bpf["alloc_slots"].items() for slot in per_cpu
+             if slot.count],
+            [(to_alloc_key(k), sum(v)) for k, v in self.bpf["alloc_counts"].items()])
         stacks = [(to_alloc_key(k.base), k.stack_id, sum(v))
                   for k, v in self.bpf["alloc_stacks"].items()]
         return counts, stacks
+
+
+def merge_alloc_counts(*parts: list[tuple[RawAllocKey, int]]) -> list[tuple[RawAllocKey, int]]:
+    """One count per key: a key is in several CPUs' slots (pagealloc.c,
+    count_in_slot) and, once its slot was taken, in the hash map as well."""
+    totals: dict[tuple[int, int, int, int], int] = {}
+    for part in parts:
+        for key, n in part:
+            k = (key.gfp, key.order, key.context, key.softirq_vec)
+            totals[k] = totals.get(k, 0) + n
+    return [(RawAllocKey(gfp=g, order=o, context=c, softirq_vec=v), n)
+            for (g, o, c, v), n in totals.items()]
 
 
 def to_alloc_key(raw: Any) -> RawAllocKey:

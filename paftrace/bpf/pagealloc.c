@@ -21,7 +21,11 @@
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
+#if defined(HAVE_KPROBE_WARN) || defined(HAVE_KPROBE_ALLOC)
+/* struct pt_regs of the kprobe programs. Only then: parsing it and what it
+ * includes was a sixth of the compile time, the largest part of start-up. */
 #include <uapi/linux/ptrace.h>
+#endif
 
 #include "paftrace.h"  /* records and constants shared with Python */
 
@@ -50,6 +54,7 @@ BPF_PERF_OUTPUT(failures);
 #endif
 
 #ifdef TRACE_ALL
+BPF_PERCPU_ARRAY(alloc_slots, struct alloc_slot, ALLOC_SLOTS);  /* see paftrace.h */
 BPF_PERCPU_HASH(alloc_counts, struct alloc_key, u64, AGG_ENTRIES);
 BPF_PERCPU_HASH(alloc_stacks, struct alloc_stack_key, u64, AGG_ENTRIES);
 /* [0] = take the stack of 1 in N events (--stack-sample N); 0 = adaptive: each
@@ -310,18 +315,50 @@ static __always_inline u32 next_sample_every(struct sampler *s)
     return every;
 }
 
+/* Fibonacci hashing of the key's fields into ALLOC_SLOTS slots. */
+static __always_inline u32 alloc_slot_of(u64 gfp, u32 order, u8 context, u8 vec)
+{
+    u64 h = gfp ^ ((u64)order << 40) ^ ((u64)context << 48) ^ ((u64)vec << 56);
+    return (h * 0x9E3779B97F4A7C15ULL) >> (64 - ALLOC_SLOT_BITS);
+}
+
+/* Count in this CPU's slot for the key; 0 if the slot holds another key. Each
+ * CPU has its own slots and tracing programs do not nest on a CPU
+ * (kernel/trace/bpf_trace.c, trace_call_bpf: bpf_prog_active), so no lock. */
+static __always_inline int count_in_slot(u64 gfp, u32 order, u8 context, u8 vec)
+{
+    u32 index = alloc_slot_of(gfp, order, context, vec);
+    struct alloc_slot *slot = alloc_slots.lookup(&index);
+    if (!slot)
+        return 0;
+    if (!slot->count) {
+        slot->key.gfp = gfp;
+        slot->key.order = order;
+        slot->key.context = context;
+        slot->key.softirq_vec = vec;
+    } else if (slot->key.gfp != gfp || slot->key.order != order ||
+               slot->key.context != context || slot->key.softirq_vec != vec) {
+        return 0;
+    }
+    slot->count++;
+    return 1;
+}
+
 static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 context,
                                              u8 vec)
 {
     struct alloc_key key = {.gfp = gfp, .order = order, .context = context,
                             .softirq_vec = vec};
     u64 zero = 0;
-    u64 *count = alloc_counts.lookup_or_try_init(&key, &zero);
-    if (!count) {
-        bump_stat(STAT_AGGREGATION_FULL);
-        return;
+    u64 *count;
+    if (!count_in_slot(gfp, order, context, vec)) {
+        count = alloc_counts.lookup_or_try_init(&key, &zero);
+        if (!count) {
+            bump_stat(STAT_AGGREGATION_FULL);
+            return;
+        }
+        (*count)++;
     }
-    (*count)++;
 
     /* Stacks are sampled: walking the stack on every event costs several
      * times the hook itself (docs/PERFORMANCE.md). */

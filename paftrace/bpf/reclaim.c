@@ -21,8 +21,6 @@
  *   HAVE_KCOMPACTD_WAKE (4.14+), HAVE_EXTFRAG (kmem:mm_page_alloc_extfrag),
  *   HAVE_EXTFRAG_OWNERSHIP (its `change_ownership` field), PAGEBLOCK_ORDER
  */
-#include <uapi/linux/ptrace.h>
-
 /* paftrace/loader.py compiles this file and pagealloc.c as one object: the
  * allocation hook below runs inside pagealloc.c's mm_page_alloc program, so the
  * hottest tracepoint carries one BPF program, not two. */
