@@ -125,6 +125,15 @@ class Running:
             pass
         return 0
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the tracer process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        # fields[0] is the state (field 3 of proc(5)): utime and stime are 14 and 15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def bpf_prog_ids(self) -> list[int]:
         """Ids of the BPF programs this process holds (from /proc/PID/fdinfo)."""
         ids = []
