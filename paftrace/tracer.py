@@ -238,8 +238,17 @@ class Tracer:
                 next_tick = now + interval
             wait = min(next_tick, deadline or next_tick) - time.monotonic()
             self.session.poll(max(0, min(POLL_MS, int(wait * 1000))))
+            self._flush()
         self.session.drain()
+        self._flush()
         return self.summary()
+
+    def _flush(self) -> None:
+        """Out with the batch of records the last poll handled. Renderers that
+        write each record at once have no flush() (the protocol leaves it out)."""
+        flush = getattr(self.renderer, "flush", None)
+        if flush is not None:
+            flush()
 
     def close(self) -> None:
         self.session.close()
