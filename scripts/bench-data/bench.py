@@ -22,7 +22,7 @@ from pathlib import Path
 import benchstats as st
 import click
 import workloads as wl
-from tracers import Running, Tracer, TracerError, all_tracers
+from tracers import Running, Tracer, TracerError, all_tracers, before_tracers
 
 from paftrace.tracefs import TraceFs
 
@@ -112,8 +112,11 @@ class Bench:
         self.args = args
         self.exe = exe
         self.scratch = scratch
-        self.tracers = [t for t in all_tracers(sys.executable, paftrace_command())
-                        if not args.tracers or t.name in args.tracers]
+        candidates = all_tracers(sys.executable, paftrace_command())
+        if args.before:
+            candidates[4:4] = before_tracers(sys.executable, args.before)
+        self.tracers = [t for t in candidates if not args.tracers or t.name in args.tracers
+                        or t.pythonpath]
         self.unavailable: dict[str, str] = {}
         self.rates: dict[str, dict[str, list[float]]] = {}
         self.startup: dict[str, list[float]] = {}
@@ -349,6 +352,7 @@ class BenchArgs:
     soak: float | None
     markdown: bool
     json: str | None
+    before: str | None = None
 
 
 def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[str]:
@@ -370,6 +374,9 @@ def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[s
               help="Subset of fault,pipe,fail.")
 @click.option("--tracers", help="Comma-separated subset of tracer names.")
 @click.option("--no-profile", is_flag=True, help="Skip the bpf_stats pass.")
+@click.option("--before", type=click.Path(exists=True, file_okay=False),
+              help="Another paftrace source tree (e.g. a worktree of the previous commit): "
+              "its -o 4 and --all run in the same rounds, as 'before: ...'.")
 @click.option("--soak", type=float, is_flag=False, flag_value=600.0, metavar="[SECONDS]",
               help="Also: RSS of paftrace --all after SECONDS (600) of the order-0 storm.")
 @click.option("--markdown", is_flag=True, help="Also print the table of docs/PERFORMANCE.md.")
@@ -377,12 +384,13 @@ def _workloads(ctx: click.Context, param: click.Parameter, value: str) -> list[s
               help="Write the results as JSON to PATH (- or no value: stdout).")
 def cli(quick: bool, rounds: int | None, seconds: float | None, workloads: list[str],
         tracers: str | None, no_profile: bool, soak: float | None, markdown: bool,
-        json_path: str | None) -> None:
+        json_path: str | None, before: str | None) -> None:
     """Overhead of paftrace against its peers, measured side by side (root)."""
     args = BenchArgs(rounds=rounds or (2 if quick else 5),
                      seconds=seconds or (1.0 if quick else 2.0), workloads=workloads,
                      tracers=set(tracers.split(",")) | {"baseline"} if tracers else None,
-                     no_profile=no_profile, soak=soak, markdown=markdown, json=json_path)
+                     no_profile=no_profile, soak=soak, markdown=markdown, json=json_path,
+                     before=str(Path(before).resolve()) if before else None)
     sys.exit(run(args, sys.argv[1:]))
 
 

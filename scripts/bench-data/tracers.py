@@ -23,9 +23,24 @@ class Tracer:
     argv: tuple[str, ...]  # "{dir}" is replaced by a scratch directory
     ready: str             # a line starting with this means attached; "" = perf fds
     paftrace: bool = False
+    pythonpath: str | None = None  # another paftrace tree (--before), first on the path
 
     def command(self, scratch: Path) -> list[str]:
         return [a.replace("{dir}", str(scratch)) for a in self.argv]
+
+    def environment(self) -> dict[str, str] | None:
+        if self.pythonpath is None:
+            return None
+        return {**os.environ, "PYTHONPATH": self.pythonpath}
+
+
+def before_tracers(python: str, tree: str) -> list[Tracer]:
+    """paftrace as another source tree has it (say, the commit before a change),
+    measured in the same rounds as the current one."""
+    return [Tracer(f"before: paftrace {args[1]}{' --all' if '--all' in args else ''}",
+                   (python, "-m", "paftrace", *args, "--json"), '{"type":"attached"',
+                   paftrace=True, pythonpath=tree)
+            for args in (("--order", "4"), ("--order", "0+", "--all"))]
 
 
 def all_tracers(python: str, paftrace: list[str]) -> list[Tracer]:
@@ -65,7 +80,8 @@ class Running:
         self.stdout_tail: deque[str] = deque(maxlen=3)
         self.stderr_tail: deque[str] = deque(maxlen=5)
         self.failure_lines = 0
-        self.proc = subprocess.Popen(tracer.command(scratch), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(tracer.command(scratch), env=tracer.environment(),
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, errors="replace",
                                      start_new_session=True, preexec_fn=_default_sigint)
         self._threads = [threading.Thread(target=self._drain, args=(s, t), daemon=True)
