@@ -9,6 +9,7 @@ so an exception raised while handling a record surfaces from `poll()`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -107,6 +108,9 @@ class TraceSession:
         return self.program.printed_kprobe
 
     def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
+        # Off the first failure's path, beside the polling loop (see warm_up).
+        threading.Thread(target=self.symbols.warm_up, name="paftrace-symbols",
+                         daemon=True).start()
         table = self.program.bpf["failures"]
         self.failure_handler = GuardedHandler(on_failure, RawFailure, self.tap)
         if self.reclaim is not None:

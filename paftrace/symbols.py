@@ -10,6 +10,7 @@ and replaces it when the module list changes.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ X86_64_MODULES_START = 0xFFFFFFFFA0000000
 MAX_MODULE_SYMBOL_OFFSET = 0x4000
 SYMBOL_CACHE_MAX = 65536  # kernel return addresses remembered with their symbol
 KERNEL_PID = -1  # libbcc: a pid below zero selects the kernel's symbols
+WARM_UP_ADDRESS = 0xFFFFFFFF81000000  # x86-64 kernel text start: any address loads the table
 
 
 class SymbolSource(Protocol):
@@ -58,6 +60,16 @@ class KernelSymbols:
         self._modules = modules
         self._modules_seen = modules()
         self._names: dict[int, str] = {}
+        # libbcc's symbol cache is not thread-safe: warm_up() may run in a thread.
+        self._lock = threading.Lock()
+
+    def warm_up(self, addr: int = WARM_UP_ADDRESS) -> None:
+        """Make libbcc read the kernel's symbol table now. It does so at its first
+        lookup; that was the first failure's record, and it takes as long as
+        decoding a thousand records (docs/PERFORMANCE.md). Safe in a thread:
+        ctypes lets go of the GIL while libbcc reads."""
+        with self._lock:
+            self._source.resolve(addr)
 
     def frames(self, addrs: list[int]) -> list[str]:
         if any(a >= X86_64_MODULES_START for a in addrs):
@@ -71,7 +83,8 @@ class KernelSymbols:
         modules = self._modules()
         if modules != self._modules_seen:
             self._modules_seen = modules
-            self._source = self._new_source()
+            with self._lock:
+                self._source = self._new_source()
             self._names.clear()
 
     def symbolize(self, addr: int) -> str:
@@ -79,7 +92,8 @@ class KernelSymbols:
         if name is None:
             if len(self._names) >= SYMBOL_CACHE_MAX:
                 self._names.clear()
-            name = self._format(addr)
+            with self._lock:
+                name = self._format(addr)
             self._names[addr] = name
         return name
 

@@ -204,7 +204,8 @@ class Bench:
         BPF_STATS.write_text("1")
         try:
             for tracer in self.tracers:
-                if tracer.name not in PROFILED or tracer.name in self.unavailable:
+                if (tracer.name not in PROFILED and not tracer.pythonpath) \
+                        or tracer.name in self.unavailable:
                     continue
                 run = self.start(tracer)
                 if run is None:
