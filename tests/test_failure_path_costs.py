@@ -6,6 +6,7 @@ wakeup batch size; and, as root, exact --all counts through the slots."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import sys
 from dataclasses import replace
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from paftrace.decode import FailureDecoder
 from paftrace.gfp import GfpTable
-from paftrace.loader import RINGBUF_WAKE_FRACTION, ringbuf_wake_every
+from paftrace.loader import PAGE_SIZE, RINGBUF_WAKE_FRACTION, ringbuf_wake_every
 from paftrace.maps import merge_alloc_counts
 from paftrace.procfs.sampler import MemorySample, MemorySampler
 from paftrace.reclaim import StallLog
@@ -148,8 +149,8 @@ def test_slot_key_differs_in_context_and_vector():
 @pytest.mark.parametrize("pages,cpus", [(64, 2), (64, 256), (1, 1024), (4096, 1)])
 def test_unannounced_records_stay_within_a_fraction_of_the_ring(pages, cpus):
     every = ringbuf_wake_every(pages, cpus)
-    record = 80  # sizeof(struct failure_event) + 8-byte header, 8-aligned (test_contract)
-    capacity = pages * 4096 // record
+    record = -(-(ctypes.sizeof(RawFailure) + 8) // 8) * 8  # + BPF_RINGBUF_HDR_SZ, aligned
+    capacity = pages * PAGE_SIZE // record
     assert every >= 1
     assert every == 1 or every * cpus <= capacity // RINGBUF_WAKE_FRACTION
 
