@@ -9,6 +9,7 @@ delivering records (paftrace/session.py) are other modules' jobs.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from paftrace import contract
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.options import TraceOptions, comm_words
 from paftrace.planner import LiveKernel, PlanError, ProbePlan, headers_dir, plan_probes
@@ -28,6 +30,12 @@ BPF_SOURCE = "pagealloc.c"
 # --all adaptive stack sampling: at most about this many stack walks per second
 # (the kernel adapts 1-in-N on each CPU, see next_sample_every in pagealloc.c).
 STACK_SAMPLES_PER_S = 2000
+# The ring buffer wakes its reader only once this fraction of it may be full (the
+# reader polls every paftrace.tracer.POLL_MS anyway): three quarters stay free
+# for the time the reader needs to be scheduled.
+RINGBUF_WAKE_FRACTION = 4
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+RINGBUF_RECORD_HEADER = 8  # BPF_RINGBUF_HDR_SZ (include/uapi/linux/bpf.h)
 
 
 class LoaderError(RuntimeError):
@@ -102,6 +110,15 @@ def kernel_cgroup_filter(options: TraceOptions, plan: ProbePlan) -> bool:
     return bool(options.cgroup_ids) and plan.cgroup_id
 
 
+def ringbuf_wake_every(pages: int, cpus: int | None = None) -> int:
+    """Records a CPU writes before it wakes the reader: all CPUs together leave at
+    most 1/RINGBUF_WAKE_FRACTION of the ring buffer unannounced."""
+    record = contract.struct("failure_event")
+    size = -(-(ctypes.sizeof(record) + RINGBUF_RECORD_HEADER) // 8) * 8
+    capacity = pages * PAGE_SIZE // size
+    return max(1, capacity // (RINGBUF_WAKE_FRACTION * (cpus or os.cpu_count() or 1)))
+
+
 def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[str]:
     flags = [
         f"-I{bpf_dir()}",  # paftrace.h, the kernel/user contract
@@ -109,6 +126,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
         f"-DORDER_MAX={options.order_max}",
         f"-DSTACK_STORAGE_SIZE={options.stack_storage}",
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
+        f"-DRINGBUF_WAKE_EVERY={ringbuf_wake_every(options.ringbuf_pages)}",
         f"-DAGG_ENTRIES={options.agg_entries}",
         f"-DSAMPLE_PERIOD_NS={(os.cpu_count() or 1) * 1_000_000_000 // STACK_SAMPLES_PER_S}ULL",
         f"-DGFP_DIRECT_RECLAIM={table.value_of('__GFP_DIRECT_RECLAIM') or 0}ULL",

@@ -5,6 +5,7 @@ summing per-CPU values: that is paftrace/records.py's and paftrace/reclaim.py's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,7 +81,11 @@ class MapReader:
     def allocations(self) -> tuple[list[tuple[RawAllocKey, int]],
                                    list[tuple[RawAllocKey, int, int]]]:
         """(exact counts by key, sampled stack counts by key and stack id)."""
-        counts = [(to_alloc_key(k), sum(v)) for k, v in self.bpf["alloc_counts"].items()]
+        counts = merge_alloc_counts(
+            [(to_alloc_key(slot.key), slot.count)
+             for _, per_cpu in self.bpf["alloc_slots"].items() for slot in per_cpu
+             if slot.count],
+            [(to_alloc_key(k), sum(v)) for k, v in self.bpf["alloc_counts"].items()])
         stacks = [(to_alloc_key(k.base), k.stack_id, sum(v))
                   for k, v in self.bpf["alloc_stacks"].items()]
         return counts, stacks
@@ -93,6 +98,18 @@ def to_extfrag_key(raw: Any) -> ExtfragKey:
                       fragmenting=bool(raw.fragmenting),
                       change_ownership=bool(raw.change_ownership),
                       comm=bytes(raw.comm).split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+
+def merge_alloc_counts(*parts: list[tuple[RawAllocKey, int]]) -> list[tuple[RawAllocKey, int]]:
+    """One count per key: a key is in several CPUs' slots (pagealloc.c,
+    count_in_slot) and, once its slot was taken, in the hash map as well."""
+    totals: dict[tuple[int, int, int, int], int] = {}
+    for part in parts:
+        for key, n in part:
+            k = (key.gfp, key.order, key.context, key.softirq_vec)
+            totals[k] = totals.get(k, 0) + n
+    return [(RawAllocKey(gfp=g, order=o, context=c, softirq_vec=v), n)
+            for (g, o, c, v), n in totals.items()]
 
 
 def to_alloc_key(raw: Any) -> RawAllocKey:
@@ -113,6 +130,7 @@ class ReclaimTracker:
         self.log = self.records.log
         self.handler = self.records.handler
         self.perf_lost = 0
+        self.polled_ns = 0  # when the last poll of the stall buffer began
 
     def start(self, on_stall: Callable[[Stall], None] | None) -> None:
         self.records.on_stall = on_stall
@@ -123,15 +141,26 @@ class ReclaimTracker:
         self.perf_lost += lost
 
     def poll(self, timeout_ms: int = 0) -> None:
+        started = time.monotonic_ns()
         self.bpf.perf_buffer_poll(timeout=timeout_ms)
+        self.polled_ns = started
+
+    def _catch_up(self, ts_ns: int) -> None:
+        """Records of the failing task may still be in the buffer, unless the last
+        poll began after the failure: a task's stall record is written before its
+        failure's timestamp is taken (the same program, or an earlier one of that
+        task), and bpf_ktime_get_ns() is CLOCK_MONOTONIC. In a storm the records
+        come in batches taken after a poll, so this saves a poll per record."""
+        if ts_ns >= self.polled_ns:
+            self.poll(0)
 
     def stalls_before(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000
                       ) -> list[Stall]:
-        self.poll(0)  # records of the failing task may still be in the buffer
+        self._catch_up(ts_ns)
         return self.log.stalls_before(tid, ts_ns, window_ns)
 
     def stall_info(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000) -> dict:
-        self.poll(0)
+        self._catch_up(ts_ns)
         return self.log.stall_info(tid, ts_ns, window_ns)
 
     def _percpu(self, name: str) -> list[int]:

@@ -105,6 +105,7 @@ class StallLog:
         self._by_tid: dict[int, deque[Stall]] = {}
         self.totals: dict[str, dict[str, Any]] = {
             k: {"stalls": 0, "total_ns": 0, "max_ns": 0, "outcomes": {}} for k in KINDS}
+        self._no_stalls: dict[int, dict] = {}
 
     def add(self, stall: Stall) -> None:
         if stall.tid not in self._by_tid and len(self._by_tid) >= self.tasks:
@@ -126,6 +127,15 @@ class StallLog:
     def stall_info(self, tid: int, ts_ns: int, window_ns: int = 1_000_000_000) -> dict:
         """Compact dict for a failure record: what the task went through before failing."""
         stalls = self.stalls_before(tid, ts_ns, window_ns)
+        if not stalls:  # most failures: one shared answer (never changed by callers)
+            empty = self._no_stalls.get(window_ns)
+            if empty is None:
+                empty = self._no_stalls[window_ns] = self._info([], window_ns)
+            return empty
+        return self._info(stalls, window_ns)
+
+    @staticmethod
+    def _info(stalls: list[Stall], window_ns: int) -> dict:
         out: dict[str, Any] = {"window_ms": window_ns / 1e6}
         for kind in KINDS:
             mine = [s for s in stalls if s.kind == kind]

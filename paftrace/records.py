@@ -87,11 +87,16 @@ class Failure:
     def to_json(self) -> dict:
         # Shallow on purpose: asdict() deep-copies and was 40% of a record's cost.
         out = {"type": self.type}
-        out.update((f.name, getattr(self, f.name)) for f in fields(self)
-                   if f.name not in ("type", "stack_id", "comm_raw"))
+        out.update((name, getattr(self, name)) for name in _FAILURE_JSON_FIELDS)
         if self.comm_raw is not None:
             out["comm_raw"] = self.comm_raw
         return out
+
+
+# The JSON object's keys after "type", in field order (`stack_id` is internal;
+# `comm_raw` is there only when the name is not valid UTF-8).
+_FAILURE_JSON_FIELDS = tuple(f.name for f in fields(Failure)
+                             if f.name not in ("type", "stack_id", "comm_raw"))
 
 
 def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,

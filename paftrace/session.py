@@ -9,6 +9,7 @@ so an exception raised while handling a record surfaces from `poll()`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol
 
@@ -124,6 +125,9 @@ class TraceSession:
         return self.program.memcg_kprobe
 
     def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
+        # Off the first failure's path, beside the polling loop (see warm_up).
+        threading.Thread(target=self.symbols.warm_up, name="paftrace-symbols",
+                         daemon=True).start()
         table = self.program.bpf["failures"]
         self.failure_handler = GuardedHandler(on_failure, RawFailure, self.tap)
         if self.reclaim is not None:
@@ -144,24 +148,34 @@ class TraceSession:
         return [h for h in handlers if h is not None]
 
     def poll(self, timeout_ms: int = 100) -> None:
+        """Wait up to `timeout_ms`, then take every record there is. The program
+        wakes us only when the ring buffer fills up (pagealloc.c,
+        ringbuf_wakeup_flag), so most records are taken here after the wait, in
+        one batch, not one wakeup each."""
         bpf = self.program.bpf
         try:
-            # perf_buffer_poll serves every perf buffer of the object (reclaim's too).
             if self.plan.ringbuf:
                 bpf.ring_buffer_poll(timeout=timeout_ms)
-                if self.reclaim is not None:
-                    bpf.perf_buffer_poll(timeout=0)
+                # Stalls first: a failure's own stall was written before it.
+                self._poll_stalls()
+                bpf.ring_buffer_consume()
             else:
+                # perf_buffer_poll serves every perf buffer of the object (reclaim's too).
                 bpf.perf_buffer_poll(timeout=timeout_ms)
         finally:
             raise_all_pending(self._handlers())
+
+    def _poll_stalls(self) -> None:
+        if self.reclaim is not None:
+            self.reclaim.poll(0)
 
     def drain(self) -> None:
         bpf = self.program.bpf
         try:
             if self.plan.ringbuf:
+                self._poll_stalls()
                 bpf.ring_buffer_consume()
-            if self.reclaim is not None or not self.plan.ringbuf:
+            else:
                 bpf.perf_buffer_poll(timeout=0)
         finally:
             raise_all_pending(self._handlers())

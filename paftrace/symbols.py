@@ -22,6 +22,7 @@ X86_64_MODULES_START = 0xFFFFFFFFA0000000
 MAX_MODULE_SYMBOL_OFFSET = 0x4000
 SYMBOL_CACHE_MAX = 65536  # kernel return addresses remembered with their symbol
 KERNEL_PID = -1  # libbcc: a pid below zero selects the kernel's symbols
+WARM_UP_ADDRESS = 0xFFFFFFFF81000000  # x86-64 kernel text start: any address loads the table
 
 
 class SymbolSource(Protocol):
@@ -61,15 +62,16 @@ class KernelSymbols:
         self._names: dict[int, str] = {}
         self._lock = threading.Lock()  # libbcc's symbol cache is not thread-safe
 
-    def load_in_background(self) -> None:
-        """libbcc reads all of /proc/kallsyms on the first address it resolves (0.8 s
-        on 6.18). `--all` names every sampled stack in the summary: read it now, beside
-        the polling, not after Ctrl-C (it made stopping take 0.9 s)."""
-        def load() -> None:
-            with self._lock:
-                self._source.resolve(X86_64_MODULES_START)  # any address loads them all
+    def warm_up(self, addr: int = WARM_UP_ADDRESS) -> None:
+        """Make libbcc read the kernel's symbol table now. It does so at its first
+        lookup (0.8 s on 6.18); that was the first failure's record, or with --all
+        the summary after Ctrl-C (docs/PERFORMANCE.md). Safe in a thread: ctypes lets
+        go of the GIL while libbcc reads."""
+        with self._lock:
+            self._source.resolve(addr)
 
-        threading.Thread(target=load, name="kallsyms", daemon=True).start()
+    def load_in_background(self) -> None:
+        threading.Thread(target=self.warm_up, name="kallsyms", daemon=True).start()
 
     def frames(self, addrs: list[int]) -> list[str]:
         if any(a >= X86_64_MODULES_START for a in addrs):
@@ -92,7 +94,8 @@ class KernelSymbols:
         if name is None:
             if len(self._names) >= SYMBOL_CACHE_MAX:
                 self._names.clear()
-            name = self._format(addr)
+            with self._lock:
+                name = self._format(addr)
             self._names[addr] = name
         return name
 

@@ -132,6 +132,19 @@ struct alloc_key {
     u16 pad;
 };
 
+/* --all: a per-CPU direct-mapped cache in front of alloc_counts. The hash map
+ * update was most of --all's cost over an empty program (jhash of the key and a
+ * bucket walk per event); a run of the same few keys now costs an array read and
+ * a compare. A key whose slot another key holds goes to the hash map. User space
+ * adds slots and hash entries with the same key. */
+#define ALLOC_SLOT_BITS 6
+#define ALLOC_SLOTS 64     /* 1 << ALLOC_SLOT_BITS */
+
+struct alloc_slot {
+    struct alloc_key key;
+    u64 count;             /* 0: the slot is free */
+};
+
 struct alloc_stack_key {
     struct alloc_key base;
     s32 stack_id;

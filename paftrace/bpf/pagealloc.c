@@ -24,7 +24,11 @@
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
+#if defined(HAVE_KPROBE_WARN) || defined(HAVE_KPROBE_ALLOC)
+/* struct pt_regs of the kprobe programs. Only then: parsing it and what it
+ * includes was a sixth of the compile time, the largest part of start-up. */
 #include <uapi/linux/ptrace.h>
+#endif
 
 #include "paftrace.h"  /* records and constants shared with Python */
 
@@ -37,6 +41,7 @@ struct cpu_ctx {
     s32 irq;        /* device irq number, or -1 - index of a system vector */
     u32 in_softirq;
     u32 vec;
+    u32 unwoken;    /* ring buffer records since this CPU last woke the reader */
 };
 
 BPF_PERCPU_ARRAY(order_stats, struct order_stat, ORDER_SLOTS);
@@ -76,6 +81,7 @@ int on_memcg_charge_return(struct pt_regs *ctx)
 #endif
 
 #ifdef TRACE_ALL
+BPF_PERCPU_ARRAY(alloc_slots, struct alloc_slot, ALLOC_SLOTS);  /* see paftrace.h */
 BPF_PERCPU_HASH(alloc_counts, struct alloc_key, u64, AGG_ENTRIES);
 BPF_PERCPU_HASH(alloc_stacks, struct alloc_stack_key, u64, AGG_ENTRIES);
 /* [0] = take the stack of 1 in N events (--stack-sample N); 0 = adaptive: each
@@ -119,6 +125,28 @@ static __always_inline struct cpu_ctx *this_cpu_ctx(void)
     u32 zero = 0;
     return cpu_state.lookup(&zero);
 }
+
+#ifdef USE_RINGBUF
+/* Waking the reader for every record cost the failing task more than the rest of
+ * the program: a submit with wakeup queues an irq_work (a self-IPI on x86) that
+ * wakes the reader, which then runs, per record, on a CPU the storm wants
+ * (kernel/bpf/ringbuf.c, bpf_ringbuf_commit, v5.8+). The reader polls at least
+ * every POLL_MS (paftrace/session.py) and takes what is there; each CPU forces a
+ * wakeup once it wrote RINGBUF_WAKE_EVERY records since its last one, so with
+ * all CPUs together at most a quarter of the buffer waits unannounced and a
+ * burst cannot overrun it between two polls. (bpf_ringbuf_query() would tell
+ * the fill level, but bcc 0.26 cannot pass the map to a helper it does not wrap.) */
+static __always_inline u64 ringbuf_wakeup_flag(void)
+{
+    struct cpu_ctx *c = this_cpu_ctx();
+    if (!c || ++c->unwoken >= RINGBUF_WAKE_EVERY) {
+        if (c)
+            c->unwoken = 0;
+        return BPF_RB_FORCE_WAKEUP;
+    }
+    return BPF_RB_NO_WAKEUP;
+}
+#endif
 
 static __always_inline u8 current_context(u8 *vec, s32 *irq)
 {
@@ -328,18 +356,50 @@ static __always_inline u32 next_sample_every(struct sampler *s)
     return every;
 }
 
+/* Fibonacci hashing of the key's fields into ALLOC_SLOTS slots. */
+static __always_inline u32 alloc_slot_of(u64 gfp, u32 order, u8 context, u8 vec)
+{
+    u64 h = gfp ^ ((u64)order << 40) ^ ((u64)context << 48) ^ ((u64)vec << 56);
+    return (h * 0x9E3779B97F4A7C15ULL) >> (64 - ALLOC_SLOT_BITS);
+}
+
+/* Count in this CPU's slot for the key; 0 if the slot holds another key. Each
+ * CPU has its own slots and tracing programs do not nest on a CPU
+ * (kernel/trace/bpf_trace.c, trace_call_bpf: bpf_prog_active), so no lock. */
+static __always_inline int count_in_slot(u64 gfp, u32 order, u8 context, u8 vec)
+{
+    u32 index = alloc_slot_of(gfp, order, context, vec);
+    struct alloc_slot *slot = alloc_slots.lookup(&index);
+    if (!slot)
+        return 0;
+    if (!slot->count) {
+        slot->key.gfp = gfp;
+        slot->key.order = order;
+        slot->key.context = context;
+        slot->key.softirq_vec = vec;
+    } else if (slot->key.gfp != gfp || slot->key.order != order ||
+               slot->key.context != context || slot->key.softirq_vec != vec) {
+        return 0;
+    }
+    slot->count++;
+    return 1;
+}
+
 static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 context,
                                              u8 vec)
 {
     struct alloc_key key = {.gfp = gfp, .order = order, .context = context,
                             .softirq_vec = vec};
     u64 zero = 0;
-    u64 *count = alloc_counts.lookup_or_try_init(&key, &zero);
-    if (!count) {
-        bump_stat(STAT_AGGREGATION_FULL);
-        return;
+    u64 *count;
+    if (!count_in_slot(gfp, order, context, vec)) {
+        count = alloc_counts.lookup_or_try_init(&key, &zero);
+        if (!count) {
+            bump_stat(STAT_AGGREGATION_FULL);
+            return;
+        }
+        (*count)++;
     }
-    (*count)++;
 
     /* Stacks are sampled: walking the stack on every event costs several
      * times the hook itself (docs/PERFORMANCE.md). */
@@ -448,7 +508,7 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
         return 0;
     }
     fill_failure(e, gfp, order, args->migratetype, context, vec, irq, stack_id, alloc_start_ns);
-    failures.ringbuf_submit(e, 0);
+    failures.ringbuf_submit(e, ringbuf_wakeup_flag());
 #else
     struct failure_event e = {};
     fill_failure(&e, gfp, order, args->migratetype, context, vec, irq, stack_id,

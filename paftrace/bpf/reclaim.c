@@ -22,8 +22,6 @@
  *   HAVE_EXTFRAG_OWNERSHIP (its `change_ownership` field), PAGEBLOCK_ORDER,
  *   HAVE_COMPACTION_SUITABLE, HAVE_COMPACTION_DEFERRED (per-zone compaction verdicts)
  */
-#include <uapi/linux/ptrace.h>
-
 /* paftrace/loader.py compiles this file and pagealloc.c as one object: the
  * allocation hook below runs inside pagealloc.c's mm_page_alloc program, so the
  * hottest tracepoint carries one BPF program, not two. */

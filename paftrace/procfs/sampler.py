@@ -146,7 +146,15 @@ class MemorySampler:
 
     def nearest(self, ts_ns: int) -> MemorySample | None:
         """The kept sample closest in time to `ts_ns` (e.g. a failure's time stamp)."""
-        return min(self.history, key=lambda s: abs(s.ts_ns - ts_ns), default=None)
+        # Samples are in time order and failures are near the newest: walk back
+        # from it while the distance shrinks, not through the whole history (up to
+        # 600 samples, for every failure of a storm).
+        best = None
+        for sample in reversed(self.history):
+            if best is not None and abs(sample.ts_ns - ts_ns) >= abs(best.ts_ns - ts_ns):
+                break
+            best = sample
+        return best
 
     def trend(self, key: ZoneKey, order: int, points: int = 8) -> list[int]:
         """Free blocks of one order in one zone over the last `points` samples."""

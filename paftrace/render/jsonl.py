@@ -4,26 +4,101 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from paftrace.records import Failure
 from paftrace.render import Snapshot
+
+SEPARATORS = (",", ":")
+# Failure fields whose value is shared between the failures of a storm (the
+# decoder's per-stack and per-mask caches, the stall log's "no stalls" answer):
+# their JSON text is made once per object, not once per record.
+SHARED_FIELDS = ("gfp_flags", "stack", "stall")
+# Fields a call site repeats in every failure: encoded once per distinct tuple.
+SITE_FIELDS = ("order", "gfp", "migratetype", "context", "softirq", "irq", "context_source",
+               "requester", "blame", "visibility", "severity", "rule", "warned", "printed")
+FRAGMENTS_MAX = 1024
+
+
+# One encoder: json.dumps with arguments builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=SEPARATORS)
+
+
+def dumps(obj: Any) -> str:
+    # JSONEncoder escapes control characters, so comm names are safe here.
+    return _ENCODER.encode(obj)
+
+
+class Fragments:
+    """JSON text of objects shared between records, by identity. The object is
+    kept with its text, so its id cannot be reused by another object meanwhile;
+    shared objects are never changed (see paftrace/decode.py)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def text(self, obj: Any) -> str:
+        hit = self._texts.get(id(obj))
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        if len(self._texts) >= FRAGMENTS_MAX:
+            self._texts.clear()
+        text = dumps(obj)
+        self._texts[id(obj)] = (obj, text)
+        return text
+
+
+def splice(head: dict, tail: list[tuple[str, str]], members: str = "") -> str:
+    """`head` encoded, then `members` (encoded `"key":value` pairs), then the
+    already encoded (key, JSON text) pairs of `tail`."""
+    parts = [dumps(head)[1:-1], members,
+             ",".join(f'"{key}":{value}' for key, value in tail)]  # keys: our own names
+    return "{" + ",".join(p for p in parts if p) + "}"
 
 
 class JsonRenderer:
     def __init__(self, out: TextIO | None = None):
         self.out = out or sys.stdout
+        self.fragments = Fragments()
+        self._site_members: dict[tuple, str] = {}
 
     def _emit(self, obj: dict) -> None:
-        # json.dumps escapes control characters, so comm names are safe here.
-        self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.write(dumps(obj) + "\n")
         self.out.flush()
 
     def attached(self, info: dict) -> None:
         self._emit(info)
 
     def failure(self, failure: Failure) -> None:
-        self._emit(failure.to_json())
+        # Flushed by flush() after each batch: one write per batch, not per record
+        # (in a storm the write and the reader's wakeup cost as much as the encoding).
+        self.out.write(self.encode_failure(failure) + "\n")
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def encode_failure(self, failure: Failure) -> str:
+        """The failure object as json.dumps would write it, up to key order: the
+        record's own fields, then its call site's (from cache), then the shared
+        fields and the memory snapshot (its zones from cache)."""
+        obj = failure.to_json()
+        site = tuple(obj.pop(key) for key in SITE_FIELDS)
+        members = self._site_members.get(site)
+        if members is None:
+            if len(self._site_members) >= FRAGMENTS_MAX:
+                self._site_members.clear()
+            members = dumps(dict(zip(SITE_FIELDS, site)))[1:-1]
+            self._site_members[site] = members
+        tail = [(key, self.fragments.text(obj.pop(key))) for key in SHARED_FIELDS]
+        snapshot = obj.pop("buddyinfo")
+        if snapshot is not None:
+            zones = snapshot.get("zones")
+            rest = {k: v for k, v in snapshot.items() if k != "zones"}
+            tail.append(("buddyinfo", splice(rest, [("zones", self.fragments.text(zones))])
+                         if zones is not None else dumps(snapshot)))
+        else:
+            tail.append(("buddyinfo", "null"))
+        return splice(obj, tail, members)
 
     def event(self, record: dict) -> None:
         self._emit(record)

@@ -6,10 +6,14 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-# Targets of issue 5, as multiples of the empty program's overhead (workload a).
+# Targets (issues 5 and 19), as multiples of the empty program's overhead (workload a).
 TARGET_ORDER4_VS_FLOOR = 1.2
-TARGET_ALL_VS_FLOOR = 2.0
-TARGET_STARTUP_S = 1.0
+TARGET_ALL_VS_FLOOR = 1.2
+TARGET_STARTUP_S = 0.3
+# Workload (c): paftrace may cost no more than this peer; its Python at most this
+# much CPU per failure record.
+STORM_PEER = "bpftrace"
+TARGET_USER_US_PER_RECORD = 50.0
 TARGET_STOP_S = 0.5  # Ctrl-C to exit (issue 12 item 10)
 
 
@@ -76,6 +80,17 @@ def parse_prog_stats(bpftool_json: list[dict]) -> list[dict]:
     return sorted(out, key=lambda p: -p["total_ms"])
 
 
+def delta_prog_stats(before: list[dict], after: list[dict]) -> list[dict]:
+    """Run counts and times between two `bpftool prog show --json` readings."""
+    earlier = {p.get("id"): p for p in before}
+    out = []
+    for prog in after:
+        old = earlier.get(prog.get("id"), {})
+        out.append({**prog, "run_cnt": prog.get("run_cnt", 0) - old.get("run_cnt", 0),
+                    "run_time_ns": prog.get("run_time_ns", 0) - old.get("run_time_ns", 0)})
+    return out
+
+
 def format_table(tracers: Sequence[str], workloads: Sequence[str],
                  cells: dict[str, dict[str, dict]]) -> str:
     """One row per tracer: ratio to baseline (spread %) for each workload."""
@@ -109,3 +124,25 @@ def format_markdown(tracers: Sequence[str], workloads: Sequence[str],
         row.append(f"{startup[name]:.2f}" if name in startup else "–")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def storm_verdicts(cells: dict[str, dict[str, dict]], user_us: dict[str, float],
+                   peer: str = STORM_PEER) -> dict[str, dict]:
+    """Workload (c) per paftrace configuration: its overhead against the peer's,
+    and its user-space CPU per failure record (median over the rounds)."""
+    peer_cell = cells.get(peer, {}).get("fail")
+    out = {}
+    for name, by_workload in cells.items():
+        cell = by_workload.get("fail")
+        if not name.startswith("paftrace") or cell is None:
+            continue
+        mine = overhead(cell["ratio"])
+        theirs = overhead(peer_cell["ratio"]) if peer_cell else None
+        us = user_us.get(name)
+        out[name] = {"overhead_pct": round(100 * mine, 1),
+                     "peer": peer, "peer_overhead_pct": None if theirs is None
+                     else round(100 * theirs, 1),
+                     "met": None if theirs is None else mine <= theirs,
+                     "user_us_per_record": None if us is None else round(us, 1),
+                     "user_met": None if us is None else us <= TARGET_USER_US_PER_RECORD}
+    return out

@@ -25,9 +25,24 @@ class Tracer:
     ready: str             # a line starting with this means attached; "" = perf fds
     paftrace: bool = False
     exporter: bool = False  # serves /metrics (its port is in the ready line)
+    pythonpath: str | None = None  # another paftrace tree (--before), first on the path
 
     def command(self, scratch: Path) -> list[str]:
         return [a.replace("{dir}", str(scratch)) for a in self.argv]
+
+    def environment(self) -> dict[str, str] | None:
+        if self.pythonpath is None:
+            return None
+        return {**os.environ, "PYTHONPATH": self.pythonpath}
+
+
+def before_tracers(python: str, tree: str) -> list[Tracer]:
+    """paftrace as another source tree has it (say, the commit before a change),
+    measured in the same rounds as the current one."""
+    return [Tracer(f"before: paftrace {args[1]}{' --all' if '--all' in args else ''}",
+                   (python, "-m", "paftrace", *args, "--json"), '{"type":"attached"',
+                   paftrace=True, pythonpath=tree)
+            for args in (("--order", "4"), ("--order", "0+", "--all"))]
 
 
 def all_tracers(python: str, paftrace: list[str]) -> list[Tracer]:
@@ -71,7 +86,8 @@ class Running:
         self.stderr_tail: deque[str] = deque(maxlen=5)
         self.failure_lines = 0
         self.stop_s: float | None = None  # SIGINT to exit, when SIGINT alone ended it
-        self.proc = subprocess.Popen(tracer.command(scratch), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(tracer.command(scratch), env=tracer.environment(),
+                                     stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, errors="replace",
                                      start_new_session=True, preexec_fn=_default_sigint)
         self._threads = [threading.Thread(target=self._drain, args=(s, t), daemon=True)
@@ -137,6 +153,15 @@ class Running:
         except OSError:
             pass
         return 0
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the tracer process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        # fields[0] is the state (field 3 of proc(5)): utime and stime are 14 and 15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def bpf_prog_ids(self) -> list[int]:
         """Ids of the BPF programs this process holds (from /proc/PID/fdinfo)."""
