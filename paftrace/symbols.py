@@ -94,8 +94,7 @@ class KernelSymbols:
         if name is None:
             if len(self._names) >= SYMBOL_CACHE_MAX:
                 self._names.clear()
-            with self._lock:
-                name = self._format(addr)
+            name = self._format(addr)
             self._names[addr] = name
         return name
 

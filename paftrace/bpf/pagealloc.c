@@ -24,7 +24,7 @@
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
-#if defined(HAVE_KPROBE_WARN) || defined(HAVE_KPROBE_ALLOC)
+#if defined(HAVE_KPROBE_WARN) || defined(HAVE_KPROBE_ALLOC) || defined(HAVE_KPROBE_MEMCG)
 /* struct pt_regs of the kprobe programs. Only then: parsing it and what it
  * includes was a sixth of the compile time, the largest part of start-up. */
 #include <uapi/linux/ptrace.h>
