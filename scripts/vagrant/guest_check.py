@@ -32,7 +32,7 @@ SCRIPTS = CHECKOUT / "scripts"
 ORDER = 4
 FRAGMENT_BELOW = 3
 # Shares of MemAvailable scripts/fragment tries, until no block >= FRAGMENT_BELOW is free.
-SHARES = (85, 92, 97)
+SHARES = (85, 95)
 SOFTIRQ_SECONDS = 30
 NET_REQUESTERS = ("sock_alloc_send_pskb", "__alloc_skb", "icmp_reply", "net_rx_action")
 
@@ -70,7 +70,7 @@ class Trace:
         self.cmd = ["paftrace", "--json", *args]
         log("$ " + " ".join(self.cmd))
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, text=True)
-        attached = read_line(self.proc, 120, '{"type":"attached"')
+        attached = read_line(self.proc, 600, '{"type":"attached"')
         if attached is None:
             self.proc.kill()
             raise RuntimeError(f"{' '.join(self.cmd)} did not attach (exit {self.proc.poll()})")
