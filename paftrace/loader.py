@@ -15,7 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from paftrace.features import (
+from paftrace.gfp import GfpTable, table_from_print_fmt
+from paftrace.options import TraceOptions, comm_words
+from paftrace.planner import (
     FeatureStatus,
     LiveKernel,
     PlanError,
@@ -23,8 +25,6 @@ from paftrace.features import (
     headers_dir,
     plan_probes,
 )
-from paftrace.gfp import GfpTable, table_from_print_fmt
-from paftrace.options import TraceOptions, comm_words
 from paftrace.reclaim import BPF_SOURCE as RECLAIM_SOURCE
 from paftrace.reclaim import (
     ReclaimPlan,

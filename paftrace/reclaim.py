@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paftrace.features import KernelInfo
+from paftrace.planner import KernelInfo
 
 BPF_SOURCE = "reclaim.c"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from paftrace.childproc import read_line
-from paftrace.selftest import provoke_subprocess as provoke  # noqa: F401 - for tests
+from paftrace.commands.selftest import provoke_subprocess as provoke  # noqa: F401 - for tests
+from paftrace.workloads.childproc import read_line
 
 DATA = Path(__file__).parent / "data"
 IS_ROOT = os.geteuid() == 0

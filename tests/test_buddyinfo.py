@@ -16,11 +16,11 @@ from paftrace.procfs.pagetypeinfo import parse_pagetypeinfo
 from paftrace.procfs.report import eligible_zones, failure_line, failure_snapshot, sample_record
 from paftrace.procfs.sampler import build_sample
 from paftrace.procfs.zoneinfo import parse_zoneinfo
-from paftrace.render_memory import memory_panel, memory_text, short_count
-from paftrace.scenarios.common import fragmenting, small_pcp_lists
+from paftrace.render.memory import memory_panel, memory_text, short_count
+from paftrace.workloads.scenarios.common import fragmenting, small_pcp_lists
 
 DATA = Path(__file__).parent / "data" / "procfs"
-CLI = [sys.executable, "-m", "paftrace.buddyinfo_cli"]
+CLI = [sys.executable, "-m", "paftrace.commands.buddyinfo"]
 
 
 def sos_sample(ts: int = 1_000, normal: tuple[int, ...] | None = None):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from paftrace.features import ALLOC_ENTRY_NAMES, PlanError, plan_probes
+from paftrace.planner import ALLOC_ENTRY_NAMES, PlanError, plan_probes
 from paftrace.tracefs import TracepointFormat, parse_format
 from tests.helpers import DATA
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from paftrace.provoke import PIPE_BUFFER_SIZE, ProvokeError, pipe_size_for_order
+from paftrace.workloads.provoke import PIPE_BUFFER_SIZE, ProvokeError, pipe_size_for_order
 from tests.helpers import needs_root, provoke
 
 

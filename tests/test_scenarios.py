@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from paftrace.scenarios.netns import NETNS_DIR, PREFIX
-from paftrace.scenarios.softirq_cli import page_order, reply_buffer, size_for_order
+from paftrace.workloads.scenarios.netns import NETNS_DIR, PREFIX
+from paftrace.workloads.scenarios.softirq_cli import page_order, reply_buffer, size_for_order
 from tests.helpers import needs_root, run_tracer
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from paftrace.netload import loopback_connections
+from paftrace.workloads.netload import loopback_connections
 from tests.helpers import needs_root, paftrace_cmd, provoke, run_tracer
 
 pytestmark = needs_root

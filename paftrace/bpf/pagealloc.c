@@ -7,7 +7,7 @@
  * a kernel struct offset, so it compiles against the nearest available headers.
  *
  * Everything optional is switched by -D macros chosen by paftrace/loader.py
- * after probing the kernel (see paftrace/features.py for the kernel change
+ * after probing the kernel (see paftrace/planner.py for the kernel change
  * behind each switch):
  *   HAVE_PFN            mm_page_alloc has `pfn` (~4.1+, failure = -1UL);
  *                       otherwise `page` (failure = NULL)

@@ -14,6 +14,7 @@ from rich.text import Text
 from paftrace.procfs.report import failure_line as buddy_line
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
+from paftrace.render.memory import memory_panel
 from paftrace.render.plain import (
     context_label,
     stall_before,
@@ -21,7 +22,6 @@ from paftrace.render.plain import (
     summary_lines,
     wall_clock,
 )
-from paftrace.render_memory import memory_panel
 
 SEVERITY_STYLE = {"harmful": "bold red", "expected": "green"}
 

@@ -6,7 +6,7 @@
  *   storm fault SECONDS   order-0 page faults: mmap, touch every page, munmap
  *   storm pipe SECONDS    order-4 allocations: pipe ring grown to 4 MiB and shrunk
  *   storm fail SECONDS    failed allocations: grow pipe rings to PIPE_SIZE inside a
- *                         memory cgroup at its limit (paftrace/provoke.py's method;
+ *                         memory cgroup at its limit (paftrace/workloads/provoke.py's method;
  *                         the bench sets the limit after this prints "ready" and
  *                         says "go" on stdin)
  *
@@ -102,7 +102,7 @@ static unsigned long fail_storm(double seconds, int pipe_size)
     int next = 0;
     RUN_FOR(seconds, 16, {
         /* A grown pipe keeps its charge, using up the per-CPU charge stock
-         * (see paftrace/provoke.py); a failed one is retried. */
+         * (see paftrace/workloads/provoke.py); a failed one is retried. */
         if (fcntl(fds[next][0], F_SETPIPE_SZ, pipe_size) >= 0) {
             if (next < FAIL_PIPES - 1)
                 next++;

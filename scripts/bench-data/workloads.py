@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from paftrace.provoke import PIPE_MAX_SIZE, MemoryCgroup, pipe_size_for_order
+from paftrace.workloads.provoke import PIPE_MAX_SIZE, MemoryCgroup, pipe_size_for_order
 
 HERE = Path(__file__).resolve().parent
 FAIL_ORDER = 4
@@ -97,7 +97,7 @@ def _run_fail(exe: Path, seconds: float, cpu: int | None) -> Result:
     try:
         cgroup.no_swap()
         cgroup.set_limit(64 << 20)
-        # One CPU: one per-CPU charge stock to use up (paftrace/provoke.py).
+        # One CPU: one per-CPU charge stock to use up (paftrace/workloads/provoke.py).
         worker = subprocess.Popen([str(exe), "fail", str(seconds), str(pipe_size)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   preexec_fn=_pin(0 if cpu is None else cpu))

@@ -12,10 +12,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from paftrace.features import ALLOC_ENTRY_NAMES, WARN_NAMES
+from paftrace.planner import ALLOC_ENTRY_NAMES, WARN_NAMES
 
 # What the payload provokes in its live trace (scripts/matrix/payload).
-SILENT_ORDER = 5   # python -m paftrace.provoke -o 5: GFP_KERNEL_ACCOUNT|__GFP_NOWARN
+SILENT_ORDER = 5   # python -m paftrace.workloads.provoke -o 5: GFP_KERNEL_ACCOUNT|__GFP_NOWARN
 WARN_ORDER = 10    # pafwarn.ko: GFP_KERNEL|GFP_DMA|__GFP_NORETRY, printed by warn_alloc
 WARN_LINE = re.compile(r"page allocation failure: order:(\d+)")
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import click
 
-from paftrace.features import (
+from paftrace.loader import LoaderError, TraceSession, headers_hint, import_bcc
+from paftrace.options import TraceOptions
+from paftrace.planner import (
     ALLOC_ENTRY_NAMES,
     BPF_MAP_TYPE_ARRAY,
     WARN_NAMES,
@@ -21,8 +23,6 @@ from paftrace.features import (
     first_present,
     headers_dir,
 )
-from paftrace.loader import LoaderError, TraceSession, headers_hint, import_bcc
-from paftrace.options import TraceOptions
 from paftrace.tracefs import TraceFs, TraceFsError
 
 # Tracepoints paftrace uses, whether it cannot run without them, and why it wants them.

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from paftrace.childproc import python_env, read_line
+from paftrace.workloads.childproc import python_env, read_line
 
 F_SETPIPE_SZ = 1031
 PIPE_BUFFER_SIZE = 40  # sizeof(struct pipe_buffer) on 64-bit
@@ -159,7 +159,7 @@ def provoke(count: int = 10, order: int = 4, fill_mib: int = 16, timeout: float 
         cgroup.no_swap()
         cgroup.set_limit((fill_mib + 32) << 20)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "paftrace.provoke", "--worker", str(pipe_size),
+            [sys.executable, "-m", "paftrace.workloads.provoke", "--worker", str(pipe_size),
              str(count), str(fill_mib), comm or ""],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             env=python_env(),

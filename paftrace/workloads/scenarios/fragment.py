@@ -7,7 +7,7 @@ use, so order-0 counts rise and the high-order blocks that were split to back th
 mapping do not come back. It holds that state for --hold seconds and exits; its
 memory is bounded by N MiB and freed at exit.
 
-    python -m paftrace.scenarios.fragment --mib 1024 --hold 10 [--touched-wait 2]
+    python -m paftrace.workloads.scenarios.fragment --mib 1024 --hold 10 [--touched-wait 2]
 prints {"phase": "touched", ...} once every page is touched (then waits
 --touched-wait seconds, so a caller can take a baseline), and {"phase":
 "fragmented", "freed_pages": ...} once every other page is freed; each line is
@@ -49,7 +49,7 @@ def punch(area: mmap.mmap) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paftrace.scenarios.fragment",
+    parser = argparse.ArgumentParser(prog="python -m paftrace.workloads.scenarios.fragment",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="memory to touch (MiB)")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds to keep the state")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 # The directory holding the paftrace package, wherever the checkout or install is.
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def python_env() -> dict[str, str]:

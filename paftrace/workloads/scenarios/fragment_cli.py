@@ -1,6 +1,6 @@
 """scripts/fragment: fragment free memory for a while, and show what buddyinfo says.
 
-A child (paftrace.scenarios.fragment) touches a share of the available memory as
+A child (paftrace.workloads.scenarios.fragment) touches a share of the available memory as
 4K pages, then frees every other page: the freed pages are order-0 blocks whose
 buddies are still in use, so they cannot merge back into high-order blocks. The
 child holds that state for --hold seconds, then exits and its memory is freed.
@@ -15,7 +15,7 @@ import contextlib
 import sys
 import time
 
-from paftrace.scenarios.common import (
+from paftrace.workloads.scenarios.common import (
     ScenarioError,
     bounded_mib,
     emit,
@@ -26,7 +26,7 @@ from paftrace.scenarios.common import (
     small_pcp_lists,
 )
 
-MAX_MIB = 4096  # paftrace.scenarios.fragment's own bound
+MAX_MIB = 4096  # paftrace.workloads.scenarios.fragment's own bound
 MAX_HOLD = 3600.0
 
 EPILOG = """\

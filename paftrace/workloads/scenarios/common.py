@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from paftrace.childproc import python_env, read_line
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.frag import blocks_at_or_above
+from paftrace.workloads.childproc import python_env, read_line
 
 
 class ScenarioError(RuntimeError):
@@ -60,10 +60,10 @@ def read_json_line(proc: subprocess.Popen[str], timeout: float, name: str) -> di
 @contextlib.contextmanager
 def fragmenting(mib: int, hold: float, on_touched: Callable[[dict], None] | None = None,
                 timeout: float = 300.0) -> Iterator[dict]:
-    """Run paftrace.scenarios.fragment as a child; yields its "fragmented" phase once every
-    other page is freed, and ends the child (freeing its memory) on the way out.
+    """Run paftrace.workloads.scenarios.fragment as a child; yields its "fragmented" phase once
+    every other page is freed, and ends the child (freeing its memory) on the way out.
     `on_touched` runs once every page is touched, before any is freed (a baseline)."""
-    child = subprocess.Popen([sys.executable, "-m", "paftrace.scenarios.fragment",
+    child = subprocess.Popen([sys.executable, "-m", "paftrace.workloads.scenarios.fragment",
                               "--mib", str(mib), "--hold", str(hold),
                               "--touched-wait", "0.5" if on_touched else "0"],
                              stdout=subprocess.PIPE, text=True, env=python_env(),

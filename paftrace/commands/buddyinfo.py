@@ -58,8 +58,8 @@ def _samples(sampler, count: int | None):  # noqa: ANN001, ANN202 - small genera
 
 
 def run(sampler, order: int, count: int | None, mode: str) -> None:  # noqa: ANN001
-    from paftrace import render_memory  # noqa: PLC0415
     from paftrace.procfs.report import sample_record  # noqa: PLC0415
+    from paftrace.render import memory as render_memory  # noqa: PLC0415
 
     if mode == "live":
         from rich.live import Live  # noqa: PLC0415
@@ -78,5 +78,5 @@ def run(sampler, order: int, count: int | None, mode: str) -> None:  # noqa: ANN
             print(render_memory.memory_text(s, order, sampler.previous()), flush=True)
 
 
-if __name__ == "__main__":  # `python -m paftrace.buddyinfo_cli`, used by tests and scripts
+if __name__ == "__main__":  # `python -m paftrace.commands.buddyinfo`, used by tests and scripts
     buddyinfo()

@@ -15,12 +15,12 @@ from dataclasses import asdict, dataclass
 
 import click
 
-from paftrace.childproc import python_env
 from paftrace.loader import LoaderError, require_root
-from paftrace.netload import loopback_connections
 from paftrace.options import TraceOptions
 from paftrace.records import Failure
 from paftrace.tracer import StopFlag, Tracer
+from paftrace.workloads.childproc import python_env
+from paftrace.workloads.netload import loopback_connections
 
 
 @dataclass
@@ -79,9 +79,9 @@ def _run_with(tracer: Tracer, renderer: CollectingRenderer, workload) -> object:
 
 def provoke_subprocess(count: int, order: int, *extra: str) -> dict:
     """Run scripts/provoke's method in a child; its JSON result."""
-    proc = subprocess.run([sys.executable, "-m", "paftrace.provoke", "-n", str(count), "-o",
-                           str(order), *extra], capture_output=True, text=True, timeout=120,
-                          env=python_env())
+    proc = subprocess.run([sys.executable, "-m", "paftrace.workloads.provoke", "-n", str(count),
+                           "-o", str(order), *extra], capture_output=True, text=True,
+                          timeout=120, env=python_env())
     if proc.returncode not in (0, 1) or not proc.stdout.strip():
         raise RuntimeError(f"provoke failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""Registry of the subcommands beside `trace`, each defined in its own module."""
+"""The subcommands, one module each; `trace` is the default (see paftrace/cli.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import click
 
 # module:attribute of each click command; one line per command.
 COMMANDS = [
-    "paftrace.doctor:doctor",
-    "paftrace.selftest:selftest",
-    "paftrace.explain_cli:explain",
-    "paftrace.explain_cli:gfp",
-    "paftrace.buddyinfo_cli:buddyinfo",
+    "paftrace.commands.trace:trace",
+    "paftrace.commands.doctor:doctor",
+    "paftrace.commands.selftest:selftest",
+    "paftrace.commands.explain:explain",
+    "paftrace.commands.explain:gfp",
+    "paftrace.commands.buddyinfo:buddyinfo",
 ]
 
 

@@ -22,8 +22,8 @@ import os
 import sys
 import time
 
-from paftrace.scenarios import icmp, netns
-from paftrace.scenarios.common import (
+from paftrace.workloads.scenarios import icmp, netns
+from paftrace.workloads.scenarios.common import (
     ScenarioError,
     bounded_mib,
     emit,

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from paftrace.scenarios.common import ScenarioError
+from paftrace.workloads.scenarios.common import ScenarioError
 
 PREFIX = "paftrace-rx-"
 NETNS_DIR = Path("/run/netns")

@@ -1,0 +1,1 @@
+"""Workloads that make the kernel fail or allocate: provoke, network load, scenarios."""
