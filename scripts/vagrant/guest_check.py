@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from paftrace.childproc import read_line
 from paftrace.procfs.buddyinfo import parse_buddyinfo
-from paftrace.scenarios.common import free_blocks, meminfo_mib
+from paftrace.workloads.childproc import read_line
+from paftrace.workloads.scenarios.common import free_blocks, meminfo_mib
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 SCRIPTS = CHECKOUT / "scripts"
