@@ -31,8 +31,10 @@ SCRIPTS = CHECKOUT / "scripts"
 # THP's order on the per-CPU lists, never order 4: mm/page_alloc.c, v6.1, pcp_allowed_order).
 ORDER = 4
 FRAGMENT_BELOW = 3
-# Shares of MemAvailable scripts/fragment tries, until no block >= FRAGMENT_BELOW is free.
-SHARES = (85, 95)
+# scripts/fragment keeps 128 MiB available (bounded_mib); it is asked for all it allows,
+# less these margins (MiB), until no block >= FRAGMENT_BELOW is free. (Shares of 85 and 95 %
+# of MemAvailable were refused in a 1 GiB guest: 518 MiB of 610 would leave < 128 MiB.)
+MARGINS = (8, 32)
 SOFTIRQ_SECONDS = 30
 NET_REQUESTERS = ("sock_alloc_send_pskb", "__alloc_skb", "icmp_reply", "net_rx_action")
 
@@ -119,8 +121,9 @@ def fragment_until_no_block(hold: float) -> tuple[subprocess.Popen[str] | None, 
 
     Returns the fragmenting process (still holding) and every attempt's numbers."""
     attempts = []
-    for share in SHARES:
-        cmd = [str(SCRIPTS / "fragment"), "--share", str(share), "--small-pcp", "--hold",
+    for margin in MARGINS:
+        share = meminfo_mib("MemAvailable") - 128 - margin  # MiB this attempt fragments
+        cmd = [str(SCRIPTS / "fragment"), "--mib", str(share), "--small-pcp", "--hold",
                str(hold), "-o", str(FRAGMENT_BELOW)]
         log("$ " + " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -134,12 +137,12 @@ def fragment_until_no_block(hold: float) -> tuple[subprocess.Popen[str] | None, 
             if state["phase"] == "fragmented":
                 break
         fragmented = states.get("fragmented")
-        attempt = {"share": share, "mib": states.get("before", {}).get("mib"),
+        attempt = {"asked_mib": share, "mib": states.get("before", {}).get("mib"),
                    "free_blocks_before": states.get("before", {}).get("free_blocks"),
                    "free_blocks_fragmented": fragmented and fragmented["free_blocks"],
                    "buddyinfo": buddyinfo()}
         attempts.append(attempt)
-        log(f"fragment share {share}%: {json.dumps(attempt)}")
+        log(f"fragment {share} MiB: {json.dumps(attempt)}")
         if fragmented and fragmented["free_blocks"] == 0:
             return proc, attempts
         end(proc)
