@@ -1,7 +1,7 @@
 """The Vagrantfile: valid for vagrant itself, and provisioned by the host's own setup script.
 
 `vagrant` and `vagrant-libvirt` come from `scripts/setup --dev` (the README's test path),
-so these run in CI; booting a VM is not done here (no box can be downloaded).
+so these run in CI. Booting it for real (offline, under QEMU) is scripts/vagrant-check.
 """
 
 from __future__ import annotations
@@ -36,11 +36,24 @@ def test_memory_and_driver_come_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_provisioning_is_the_hosts_setup_script() -> None:
-    """One path: the VM runs the same scripts/setup as the README, from the synced checkout."""
+    """One path: the VM runs the same scripts/setup as the README, from the synced checkout
+    (offline: the same script, given the directory the host downloaded into)."""
     text = (ROOT / "Vagrantfile").read_text()
     assert re.search(r'synced_folder "\.", "/vagrant"', text)
-    provisions = re.findall(r'vm\.provision\s+"[^"]+",\s*type:\s*"shell",\s*inline:\s*"([^"]+)"',
+    provisions = re.findall(r'vm\.provision\s+"[^"]+",\s*type:\s*"shell",\s*inline:\s*(\w+)',
                             text)
-    assert provisions == ["/vagrant/scripts/setup"]
+    assert provisions == ["setup"]
+    assert re.findall(r'^\s*setup\s*\+?=\s*"([^"]+)"', text, re.M) == [
+        "/vagrant/scripts/setup", " --offline /var/cache/paftrace-offline"]
+    assert re.search(r'synced_folder offline, "/var/cache/paftrace-offline"', text)
     assert "./scripts/setup" in (ROOT / "README.md").read_text()
     assert (ROOT / "scripts" / "setup").stat().st_mode & 0o111
+
+
+def test_offline_provisioning_and_pool_validate(tmp_path: Path) -> None:
+    offline = tmp_path / "offline"
+    (offline / "apt").mkdir(parents=True)
+    (offline / "wheels").mkdir()
+    proc = validate(tmp_path, PAFTRACE_SETUP_OFFLINE=str(offline),
+                    PAFTRACE_LIBVIRT_POOL="paftrace-vagrant", PAFTRACE_LIBVIRT_DRIVER="qemu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
