@@ -40,6 +40,7 @@ class KernelResult:
     warn_printed: bool | None        # dmesg has "page allocation failure: order:10"; None: untested
     warn_marked: bool | None         # the trace marked that failure "reported"
     warn_stall_ms: float | None = None  # direct compaction the trace tied to that failure
+    silent_memcg: int | None = None     # ... of which classified memcg-limit (issue 17)
     frag_fallbacks: int | None = None   # `paftrace frag`: fallbacks while pipes were pinned
     frag_fragmenting: int | None = None
     frag_top_site: str | None = None    # the top fragmenter's call site and task
@@ -123,6 +124,9 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
                                 if a.get("context") == "softirq" and a.get("softirq") == "NET_RX"),
         silent_provoked=int(provoke.get("failures", 0)),
         silent_seen=sum(1 for f in silent if f.get("visibility") == "silent"),
+        # None for captures from before failures carried a cause
+        silent_memcg=sum(1 for f in silent if f.get("cause") == "memcg-limit")
+        if any("cause" in f for f in silent) else None,
         warn_printed=printed if warn_tested else None,
         warn_marked=any(f.get("visibility") == "reported" for f in warned)
         if warn_tested else None,
@@ -161,6 +165,11 @@ def problems(r: KernelResult, selftest: dict, attached: dict) -> list[str]:
     if attached and r.silent_seen != r.silent_provoked:
         out.append(f"{r.silent_seen} of {r.silent_provoked} silent order-{SILENT_ORDER} "
                    "failures seen as silent")
+    # provoke's failures are memory cgroup charges refused at the limit (cgroup v2 in
+    # the guests): each must say so, never look like fragmentation.
+    if attached and r.silent_memcg is not None and r.silent_memcg != r.silent_provoked:
+        out.append(f"{r.silent_memcg} of {r.silent_provoked} provoked memcg failures "
+                   "classified memcg-limit")
     if r.warn_printed is False:
         out.append(f"the warning module did not make the kernel print an order-{WARN_ORDER} "
                    "page allocation failure")

@@ -141,7 +141,7 @@ class MatrixArgs:
               help="Guests booted at once (at most MAX_QEMU).")
 @click.option("--memory", type=click.IntRange(min=256), default=1024, show_default=True,
               help="Guest RAM in MiB.")
-@click.option("--timeout", type=float, default=600.0, show_default=True,
+@click.option("--timeout", type=float, default=900.0, show_default=True,
               help="Per guest, seconds.")
 @click.option("--docs", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the Supported kernels page here.")
