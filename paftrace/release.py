@@ -9,9 +9,15 @@ one by one, 0.65 s from 20 threads).
 
 So the user does not wait: a small helper process inherits the perf event fds, the
 tracer closes its own copies (instant: the helper still holds each file) and exits, and
-the helper closes them concurrently and exits in turn, about a second later. The
-programs stay attached during that second, counting into maps nobody reads; if the
-helper cannot start, the fds are closed here, concurrently, as a fallback.
+the helper closes them one after the other and exits in turn, a few seconds later. The
+programs stay attached meanwhile, counting into maps nobody reads; if the helper cannot
+start, the fds are closed here as a fallback.
+
+One after the other, never concurrently: concurrent closes (each releases a perf event
+and patches its tracepoint's static branch with int3, arch/x86/kernel/alternative.c)
+panicked Debian's 6.12 kernels under QEMU's TCG in the kernel matrix ("Oops: int3" in
+handle_softirqs, from perf_event_release_kernel, 6.12.95+deb12 and 6.12.118+deb13);
+one at a time they have always been fine there.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import threading
 from typing import Any
 
 # perf_event_open() with the kprobe PMU (Linux 4.17+) leaves nothing in tracefs
@@ -28,19 +33,14 @@ from typing import Any
 # the close, so only PMU kprobes are handed over.
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe/type"
 
-# Run by the helper: close every inherited fd, all at once, then exit.
-_HELPER = ("import os,sys,threading\n"
-           "ts=[threading.Thread(target=os.close,args=(int(a),)) for a in sys.argv[1:]]\n"
-           "[t.start() for t in ts]\n[t.join() for t in ts]\n")
+# Run by the helper: close every inherited fd, one after the other, then exit.
+_HELPER = "import os,sys\nfor a in sys.argv[1:]: os.close(int(a))\n"
 
 
-def close_concurrently(fds: list[int]) -> None:
-    """Close `fds` from one thread each, so the kernel's waits overlap where they can."""
-    threads = [threading.Thread(target=_close_quietly, args=(fd,)) for fd in fds]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+def close_all(fds: list[int]) -> None:
+    """Close `fds` one after the other (see the module's docstring for why not at once)."""
+    for fd in fds:
+        _close_quietly(fd)
 
 
 def _close_quietly(fd: int) -> None:
@@ -77,7 +77,7 @@ def release(bpf: Any, bcc: Any) -> subprocess.Popen[bytes] | None:
     grace periods; returns the helper process that finishes the job, if one started."""
     fds, kprobes = perf_event_fds(bpf)
     helper = hand_over(fds)
-    close_concurrently(fds)  # instant when the helper holds them, else the real release
+    close_all(fds)  # instant when the helper holds them, else the real release
     # bcc must not close them again (EBADF would be "Failed to detach BPF from tracepoint").
     bpf.tracepoint_fds.clear()
     for ev_name in kprobes:
