@@ -3,9 +3,6 @@ zones, the pageblock mix and the fragmenters first (paftrace/render/frag.py draw
 
 from __future__ import annotations
 
-import sys
-from typing import TextIO
-
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -13,17 +10,11 @@ from paftrace.render import Snapshot, printable
 from paftrace.render.frag import fragmenter_lines, fragmenters_panel, pageblock_table, site_label
 from paftrace.render.live import LiveRenderer
 from paftrace.render.memory import memory_panel
+from paftrace.render.plain import PlainRenderer
 
 
-class FragPlainRenderer:
+class FragPlainRenderer(PlainRenderer):
     """`paftrace frag --plain`: one line per interval, the whole section at the end."""
-
-    def __init__(self, out: TextIO | None = None):
-        self.out = out or sys.stdout
-
-    def _print(self, line: str) -> None:
-        self.out.write(line + "\n")
-        self.out.flush()
 
     def attached(self, info: dict) -> None:
         self._print(f"paftrace frag: order {info['order']} on {info['kernel']}. Ctrl-C to end.")
