@@ -217,10 +217,22 @@ def test_run_trace_says_what_an_error_cost_before_its_traceback(monkeypatch, cap
 
     monkeypatch.setattr(paftrace.tracer, "make_renderer",
                         lambda mode: RaisingRenderer(RuntimeError("renderer bug")))
-    worker = threading.Thread(target=provoke, args=(2, 4), daemon=True)
+    done = threading.Event()
+
+    def provoke_until_done() -> None:
+        # Failures provoked before the probes are attached (a slow compile on a busy
+        # machine) are not seen: keep provoking until the run has ended.
+        while not done.is_set():
+            provoke(2, 4)
+            done.wait(1.0)
+
+    worker = threading.Thread(target=provoke_until_done, daemon=True)
     worker.start()
-    with pytest.raises(RuntimeError, match="renderer bug"):
-        paftrace.tracer.run_trace(TraceOptions(order_min=4, order_max=4), "json",
-                                  duration=60, interval=1.0)
-    worker.join(120)
+    try:
+        with pytest.raises(RuntimeError, match="renderer bug"):
+            paftrace.tracer.run_trace(TraceOptions(order_min=4, order_max=4), "json",
+                                      duration=60, interval=1.0)
+    finally:
+        done.set()
+        worker.join(120)
     assert "1 failure record(s) could not be shown" in capsys.readouterr().err
