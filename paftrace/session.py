@@ -105,7 +105,6 @@ class TraceSession:
         self.perf_lost = 0
         if options.trace_all:
             self.maps.set_sample_every(options.sample_every)
-            self.symbols.load_in_background()
         self.kernel_cgroup_filter = kernel_cgroup_filter(options, self.plan)
         self.filter_cgroups(set(options.cgroup_ids))
 

@@ -70,9 +70,6 @@ class KernelSymbols:
         with self._lock:
             self._source.resolve(addr)
 
-    def load_in_background(self) -> None:
-        threading.Thread(target=self.warm_up, name="kallsyms", daemon=True).start()
-
     def frames(self, addrs: list[int]) -> list[str]:
         if any(a >= X86_64_MODULES_START for a in addrs):
             self._refresh_if_modules_changed()
