@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import select
 import subprocess
 import time
@@ -32,3 +33,17 @@ def read_line(proc: subprocess.Popen[str], timeout: float, prefix: str = "") -> 
             if line.startswith(prefix):
                 return line.strip()
     return None
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise RLIMIT_NOFILE to `wanted`, the hard limit too where we may (root, up to
+    fs.nr_open), else as far as the hard limit; the soft limit reached."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        for limits in ((wanted, max(hard, wanted)), (hard, hard)):
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+                break
+            except (ValueError, OSError):
+                continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]

@@ -12,20 +12,10 @@ connections gave ~400 page allocations in NET_RX).
 from __future__ import annotations
 
 import os
-import resource
 import socket
 import time
 
-
-def _raise_fd_limit(wanted: int) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, max(hard, wanted)),
-                                                        max(hard, wanted)))
-        except (ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+from paftrace.workloads.childproc import raise_open_files
 
 
 def loopback_connections(seconds: float, held: int = 2000) -> int:
@@ -34,7 +24,7 @@ def loopback_connections(seconds: float, held: int = 2000) -> int:
     # Two fds per connection, within what is left of the limit (a caller may
     # already hold many: systemd's default soft limit is 1024).
     in_use = len(os.listdir("/proc/self/fd"))
-    held = max(1, min(held, (_raise_fd_limit(2 * held + in_use + 64) - in_use - 64) // 2))
+    held = max(1, min(held, (raise_open_files(2 * held + in_use + 64) - in_use - 64) // 2))
     made = 0
     deadline = time.monotonic() + seconds
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import click
 
-from paftrace.workloads.childproc import python_env, read_line
+from paftrace.workloads.childproc import python_env, raise_open_files, read_line
 from paftrace.workloads.leftovers import (
     SharedSysctl,
     remove_cgroup,
@@ -252,17 +252,8 @@ def raise_fd_limit(count: int) -> None:
     """The worker inherits our RLIMIT_NOFILE: raise it to what -n needs, as far as the
     kernel lets root (fs.nr_open); say so plainly when that is not enough."""
     needed = fds_needed(count)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    for limits in ((needed, max(hard, needed)), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-            break
-        except (ValueError, OSError):
-            continue
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
+    if raise_open_files(needed) < needed:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         raise ProvokeError(f"-n {count} needs {needed:,} open files ({pipes_for(count):,} "
                            f"pipes), but the open-file limit is {soft:,} (hard {hard:,}) and "
                            "cannot be raised: raise it (ulimit -n) and run again")

@@ -16,12 +16,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import resource
 import time
 
 import click
 
 from paftrace.procfs.pagetypeinfo import parse_pagetypeinfo
+from paftrace.workloads.childproc import raise_open_files
 
 PIPE_BYTES = 1 << 20  # F_SETPIPE_SZ: 256 pages per pipe (fs.pipe-max-size is 1 MiB by default)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -30,10 +30,7 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 def fill_pipes(mib: int) -> list[tuple[int, int]]:
     """Open pipes holding `mib` MiB in total; the write ends stay open."""
     count = max(1, (mib << 20) // PIPE_BYTES)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = 2 * count + 64
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(needed, hard), hard))
+    raise_open_files(2 * count + 64)  # two ends per pipe, and the interpreter's own
     pipes = []
     chunk = b"\xa5" * 65536
     for _ in range(count):
