@@ -12,11 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from paftrace.render import printable
-
-
-def _t(text: str, style: str = "") -> Text:
-    return Text(printable(text), style=style)
+from paftrace.render import inert, printable
 
 
 def site_label(site: dict) -> str:
@@ -59,12 +55,12 @@ def fragmenters_panel(section: dict, top: int = 5) -> RenderableType:
         est = "~" if site["estimated"] else ""
         table.add_row(f"{site['share']:.0%}", f"{est}{site['fragmenting']:,.0f}",
                       f"{est}{site['events']:,.0f}",
-                      _t(f"{site['site']} ({site['comm']})"), _t(site["class"] or "-"))
+                      inert(f"{site['site']} ({site['comm']})"), inert(site["class"] or "-"))
     parts: list[RenderableType] = [head]
     if section["sites"]:
         parts.append(table)
     for advice in section["advice"][:2]:
-        parts.append(_t(advice, "yellow"))
+        parts.append(inert(advice, "yellow"))
     title = (f"Fragmenters: {section['fragmenting']:,} fragmenting of "
              f"{section['fallbacks']:,} migratetype fallbacks")
     return Panel(Group(*parts), title=Text(title), title_align="left", expand=False)
