@@ -15,9 +15,17 @@ from pathlib import Path
 import pytest
 
 from paftrace.commands.selftest import provoke_subprocess as provoke  # noqa: F401 - for tests
+from paftrace.gfp import GfpTable, table_from_print_fmt
+from paftrace.tracefs import parse_format
 from paftrace.workloads.childproc import read_line
 
 DATA = Path(__file__).parent / "data"
+
+
+def gfp_table_618() -> GfpTable:
+    """The gfp flag table of this machine's 6.18 kernel, from its captured format file."""
+    return table_from_print_fmt(parse_format(
+        (DATA / "formats" / "mm_page_alloc-6.18.format").read_text()).print_fmt)
 IS_ROOT = os.geteuid() == 0
 
 # Root-only tests may skip only when not root; CI runs as root, so there they run.

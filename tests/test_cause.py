@@ -20,17 +20,14 @@ from paftrace.cause import (
     classify,
     opportunistic,
 )
-from paftrace.gfp import table_from_print_fmt
 from paftrace.gfp_tables import table_for_kernel
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.memcg import read_chain
 from paftrace.procfs.sampler import build_sample
 from paftrace.procfs.zoneinfo import parse_zoneinfo
-from paftrace.tracefs import parse_format
-from tests.helpers import DATA
+from tests.helpers import DATA, gfp_table_618
 
-T618 = table_from_print_fmt(parse_format(
-    (DATA / "formats" / "mm_page_alloc-6.18.format").read_text()).print_fmt)
+T618 = gfp_table_618()
 T510 = table_for_kernel("5.10")
 PROCFS = DATA / "procfs"
 MEMCG = DATA / "memcg"

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from paftrace.attribution import Attributor, CgroupFilter, parse_cpulist, status_mems_allowed
 from paftrace.cgroups import CgroupResolver, unit_of
-from paftrace.gfp import table_from_print_fmt
 from paftrace.procfs.memcg import (
     CgroupMounts,
     ancestors,
@@ -22,8 +21,7 @@ from paftrace.procfs.memcg import (
     read_chain,
 )
 from paftrace.records import Failure
-from paftrace.tracefs import parse_format
-from tests.helpers import DATA
+from tests.helpers import DATA, gfp_table_618
 
 DOCKER_ID = "4f1c3a9b2d7e8f60" + "a" * 48
 POD_UID = "8e3b1f1c-2a4d-4c6b-9d1e-0f2a3b4c5d6e"
@@ -114,8 +112,7 @@ def _failure(pid: int, context: str = "process") -> Failure:
                    stack=[])
 
 
-T618 = table_from_print_fmt(parse_format(
-    (DATA / "formats" / "mm_page_alloc-6.18.format").read_text()).print_fmt)
+T618 = gfp_table_618()
 
 
 def _host(tmp_path: Path, cache_s: float = 0.0) -> Attributor:

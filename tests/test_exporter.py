@@ -10,13 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paftrace.gfp import table_from_print_fmt
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.sampler import MemorySampler
 from paftrace.records import Failure
-from paftrace.tracefs import parse_format
 from tests.exporter_helpers import parse_exposition, require_prometheus_client
-from tests.helpers import DATA
+from tests.helpers import DATA, gfp_table_618
 
 require_prometheus_client()
 
@@ -42,8 +40,7 @@ from paftrace.render.prometheus import (  # noqa: E402
     site_labels,
 )
 
-TABLE = table_from_print_fmt(parse_format(
-    (DATA / "formats" / "mm_page_alloc-6.18.format").read_text()).print_fmt)
+TABLE = gfp_table_618()
 GFP_KERNEL_ACCOUNT_NOWARN = 0x400cc0 | 0x2000
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from paftrace.gfp import table_from_print_fmt
 from paftrace.records import blame_for
-from paftrace.tracefs import parse_format
 from paftrace.triage import triage
-from tests.helpers import DATA
+from tests.helpers import gfp_table_618
 
-TABLE = table_from_print_fmt(parse_format(
-    (DATA / "formats" / "mm_page_alloc-6.18.format").read_text()).print_fmt)
+TABLE = gfp_table_618()
 NOWARN, NORETRY, RETRY_MAYFAIL, NOFAIL = 0x2000, 0x10000, 0x4000, 0x8000
 GFP_ATOMIC, GFP_KERNEL, THP = 0x820, 0xCC0, 0x1C24CA
 
