@@ -37,6 +37,9 @@ EXIT_SIGNAL = 130
 # does, so `set -o pipefail` scripts see the same thing for paftrace as for C tools.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 POLL_MS = 100
+# The live trace's pageblock mix (its fragmenters panel): rarely, /proc/pagetypeinfo
+# takes every zone lock.
+TRACE_PAGETYPEINFO_PERIOD_S = 30.0
 
 
 class StopFlag:
@@ -344,11 +347,10 @@ def print_plan(options: TraceOptions) -> int:
 
 def run_trace(options: TraceOptions, mode: str, duration: float | None, interval: float,
               dry_run: bool = False, print_ebpf_source: bool = False,
-              renderer: Renderer | None = None, memory: MemorySampler | None = None,
-              pagetypeinfo_period: float | None = 30.0) -> int:
+              renderer: Renderer | None = None, memory: MemorySampler | None = None) -> int:
     """One run of the CLI. `renderer`/`memory`: a command's own (`paftrace record`,
     `paftrace frag`), else the tracer's view for `mode` and a sampler that reads the
-    pageblock mix every `pagetypeinfo_period` seconds (it takes every zone lock)."""
+    pageblock mix every TRACE_PAGETYPEINFO_PERIOD_S (it takes every zone lock)."""
     try:
         if print_ebpf_source:
             return print_ebpf(options)
@@ -373,7 +375,7 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
         session = TraceSession(options)
         memory = memory or MemorySampler(
             interval=interval,
-            pagetypeinfo_period=pagetypeinfo_period if os.geteuid() == 0 else None)
+            pagetypeinfo_period=TRACE_PAGETYPEINFO_PERIOD_S if os.geteuid() == 0 else None)
         tracer = Tracer(session, options, renderer, memory)
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)

@@ -36,6 +36,7 @@ def frag(order: int, duration: float | None, interval: float, pagetypeinfo_perio
     pageblock mix (/proc/pagetypeinfo) moved since the start, and why compaction could
     not rebuild them (compaction:* tracepoints, per zone)."""
     from paftrace.options import TraceOptions  # noqa: PLC0415 - keeps `--help` fast
+    from paftrace.procfs.sampler import MemorySampler  # noqa: PLC0415
     from paftrace.render import make_renderer  # noqa: PLC0415
     from paftrace.render.fragview import FragLiveRenderer, FragPlainRenderer  # noqa: PLC0415
     from paftrace.tracer import run_trace  # noqa: PLC0415
@@ -48,4 +49,6 @@ def frag(order: int, duration: float | None, interval: float, pagetypeinfo_perio
     else:
         mode, renderer = "live", FragLiveRenderer()
     sys.exit(run_trace(options, mode=mode, duration=duration, interval=interval,
-                       renderer=renderer, pagetypeinfo_period=pagetypeinfo_period))
+                       renderer=renderer,
+                       memory=MemorySampler(interval=interval,
+                                            pagetypeinfo_period=pagetypeinfo_period)))
