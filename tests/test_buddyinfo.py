@@ -121,19 +121,23 @@ def test_cli_pagetypeinfo_as_root() -> None:
 
 
 def order4_totals() -> tuple[int, int]:
-    """(free order-0 blocks, free blocks of order >= 4), all zones, one
-    `paftrace buddyinfo --json` sample."""
+    """(free order-0 blocks, free pages in blocks of order >= 4), all zones, one
+    `paftrace buddyinfo --json` sample. Pages, not blocks: splitting one order-10 block
+    for order-0 pages leaves one block of each order 9..0 behind, so while memory is
+    being taken the *count* of blocks >= 4 can rise (3373 -> 3398 seen here while
+    order-10 blocks fell 1914 -> 1849)."""
     [rec] = [json.loads(line) for line in run_cli("--json", "-n", "1", "-o", "4")
              .stdout.splitlines()]
     return (sum(z["free"][0] for z in rec["zones"]),
-            sum(z["blocks_at_or_above"] for z in rec["zones"]))
+            sum(z["pages_at_or_above"] for z in rec["zones"]))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="shrinking the per-CPU lists needs root")
 def test_fragmenting_child_shows_in_samples() -> None:
     """A child touches 300 MiB, then frees every other page: in `paftrace buddyinfo
     --json`, order-0 blocks rise (freed pages whose buddies stay busy cannot merge)
-    and blocks of order >= 4 fall (they were split to back the touched pages).
+    and the memory in blocks of order >= 4 falls (they were split to back the touched
+    pages; the freed half cannot merge back).
 
     The per-CPU lists are shrunk meanwhile: on 6.x they would absorb a few hundred MiB
     of freed pages before any reaches the buddy lists."""
@@ -143,4 +147,5 @@ def test_fragmenting_child_shows_in_samples() -> None:
             order0_after, high_after = order4_totals()
     assert ready["freed_pages"] == 300 * 256 // 2
     assert order0_after - order0_before > ready["freed_pages"] // 4
-    assert high_after < high_before
+    # the freed half stays order-0: at least that much left the high orders
+    assert high_before - high_after > ready["freed_pages"] // 4
