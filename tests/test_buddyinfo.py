@@ -120,32 +120,36 @@ def test_cli_pagetypeinfo_as_root() -> None:
     assert all("HighAtomic" in z["migratetypes"] for z in rec["zones"])
 
 
-def order4_totals() -> tuple[int, int]:
-    """(free order-0 blocks, free pages in blocks of order >= 4), all zones, one
-    `paftrace buddyinfo --json` sample. Pages, not blocks: splitting one order-10 block
-    for order-0 pages leaves one block of each order 9..0 behind, so while memory is
-    being taken the *count* of blocks >= 4 can rise (3373 -> 3398 seen here while
-    order-10 blocks fell 1914 -> 1849)."""
+def order0_and_free_pages() -> tuple[int, int]:
+    """(free order-0 blocks, free pages in all orders), all zones, one
+    `paftrace buddyinfo --json` sample."""
     [rec] = [json.loads(line) for line in run_cli("--json", "-n", "1", "-o", "4")
              .stdout.splitlines()]
     return (sum(z["free"][0] for z in rec["zones"]),
-            sum(z["pages_at_or_above"] for z in rec["zones"]))
+            sum(count << order for z in rec["zones"] for order, count in enumerate(z["free"])))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="shrinking the per-CPU lists needs root")
 def test_fragmenting_child_shows_in_samples() -> None:
     """A child touches 300 MiB, then frees every other page: in `paftrace buddyinfo
     --json`, order-0 blocks rise (freed pages whose buddies stay busy cannot merge)
-    and the memory in blocks of order >= 4 falls (they were split to back the touched
-    pages; the freed half cannot merge back).
+    and the free pages fall by about the half it holds.
+
+    Where the memory came from is not asserted: __rmqueue_smallest() (mm/page_alloc.c)
+    serves an allocation from the smallest order that has a block, so after other tests
+    have left enough order-1..3 blocks the child never splits an order >= 4 block (CI
+    saw the pages in blocks >= order 4 unchanged, 3299040 before and after), and while
+    it does split them the count of blocks >= 4 can even rise (one order-10 block leaves
+    one block of each order 9..0 behind).
 
     The per-CPU lists are shrunk meanwhile: on 6.x they would absorb a few hundred MiB
     of freed pages before any reaches the buddy lists."""
     with small_pcp_lists():
-        order0_before, high_before = order4_totals()
+        order0_before, free_before = order0_and_free_pages()
         with fragmenting(300, hold=30) as ready:
-            order0_after, high_after = order4_totals()
+            order0_after, free_after = order0_and_free_pages()
+    held = 300 * 256 - ready["freed_pages"]
     assert ready["freed_pages"] == 300 * 256 // 2
     assert order0_after - order0_before > ready["freed_pages"] // 4
-    # the freed half stays order-0: at least that much left the high orders
-    assert high_before - high_after > ready["freed_pages"] // 4
+    # the held half left the free lists (other tasks allocate and free meanwhile)
+    assert free_before - free_after > held // 2

@@ -63,7 +63,8 @@ def test_decoder_agrees_with_names_printed_by_4_6_plus_kernels() -> None:
             if e.report.printed_flags is not None:
                 printed += 1
                 assert e.choice.agrees, path.name
-                assert {n.lstrip("_") for n in e.flags} == \
+                # mode 0 prints "()" (lib/vsprintf.c); paftrace names it "none"
+                assert {n.lstrip("_") for n in e.flags} - {"none"} == \
                     {n.lstrip("_") for n in e.report.printed_flags}
     assert printed >= 5
 

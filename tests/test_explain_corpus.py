@@ -51,6 +51,12 @@ EXPECTED: dict[str, tuple] = {
     "3.8-spl-mail-quoted-SHAPED.txt":
         (0, "0x10d0", ["GFP_KERNEL", "GFP_NORETRY"], "process", None,
          {"pid": 31170, "requester": "splat_kmem_test13 [splat]"}),
+    # Real powerpc64 (ELFv2, `[sp] [ip] sym+off/len`): mode 0 prints "()"; the copy
+    # stops inside the driver, before any interrupt or task-entry frame: unknown.
+    "4.18-ppc64le-ibmvscsi-cut.txt":
+        (0, "0x0", ["none"], "unknown", None,
+         {"comm": "swapper/0", "pid": 0, "requester": "iommu_alloc_coherent",
+          "trace_cut": True, "flags_agree": True}),
     "2.6.32-ppc64-elfv1-softirq-WRITTEN.txt":
         (1, "0x20", ATOMIC, "softirq", "NET_RX",
          {"requester": "ibmveth_replenish_buffer_pool [ibmveth]"}),
