@@ -52,6 +52,8 @@ def _kernel_rows(results: list[KernelResult], suites: dict[str, str]) -> list[st
             "|---|---|---|---|---|"]
     for r in results:
         verdict = "supported" if not r.problems else "FAILS: " + "; ".join(r.problems)
+        if r.earlier_boot:
+            verdict += f" (second boot; the first: {r.earlier_boot})"
         rows.append(f"| {r.kernel} | {suites.get(r.kernel, r.where)} | "
                     f"{'yes' if r.kprobes_available else 'no'} | "
                     f"{r.alloc_entry_expected or '-'} | {verdict} |")

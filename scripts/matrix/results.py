@@ -18,6 +18,11 @@ from paftrace.planner import ALLOC_ENTRY_NAMES, WARN_NAMES
 SILENT_ORDER = 5   # python -m paftrace.workloads.provoke -o 5: GFP_KERNEL_ACCOUNT|__GFP_NOWARN
 WARN_ORDER = 10    # pafwarn.ko: GFP_KERNEL|GFP_DMA|__GFP_NORETRY, printed by warn_alloc
 WARN_LINE = re.compile(r"page allocation failure: order:(\d+)")
+# What a guest's serial console says when it hangs (scripts/matrix/payload marks each
+# step; kernel/watchdog.c prints the lockup, then each CPU's registers with RIP).
+STEP_LINE = re.compile(r"PAFTRACE-MATRIX-STEP (\S+)")
+LOCKUP_LINE = re.compile(r"BUG: soft lockup - CPU#\d+ stuck for \d+s! \[(.+?):\d+\]")
+RIP_LINE = re.compile(r"RIP: 0010:(\S+)")
 
 
 @dataclass
@@ -45,6 +50,9 @@ class KernelResult:
     frag_fragmenting: int | None = None
     frag_top_site: str | None = None    # the top fragmenter's call site and task
     problems: list[str] = field(default_factory=list)
+    # Why an earlier boot of this kernel hung (scripts/matrix/run.py boots it once more):
+    # said in the table and the docs, never dropped.
+    earlier_boot: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -141,13 +149,31 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         result.frag_fragmenting = section["fragmenting"]
         top = section["sites"][0] if section["sites"] else None
         result.frag_top_site = f"{top['site']} ({top['comm']})" if top else None
-    result.problems = problems(result, selftest, attached)
+    result.problems = problems(result, selftest, attached, guest_trouble(directory))
     return result
 
 
-def problems(r: KernelResult, selftest: dict, attached: dict) -> list[str]:
+def guest_trouble(directory: Path) -> str | None:
+    """Why a guest did not finish, from its console: the step it was in, the task a
+    soft lockup caught and where that CPU was. None when it finished."""
+    console = _text(directory, "console.log")
+    timed_out = _text(directory, "timeout.txt").strip()
+    lockup = LOCKUP_LINE.search(console)
+    if not timed_out and not lockup:
+        return None
+    steps = STEP_LINE.findall(console)
+    words = [timed_out or "guest hung", f"in step {steps[-1]}" if steps else "before any step"]
+    if lockup:
+        rips = list(dict.fromkeys(RIP_LINE.findall(console[lockup.start():])))
+        words.append(f"soft lockup in {lockup.group(1)}" + (f" at {', '.join(rips[:3])}"
+                                                             if rips else ""))
+    return ": ".join(words) + " (see console.log)"
+
+
+def problems(r: KernelResult, selftest: dict, attached: dict,
+             trouble: str | None = None) -> list[str]:
     """Why this kernel fails the matrix; empty when it passes."""
-    out = []
+    out = [trouble] if trouble else []
     if r.selftest != "pass":
         failed = [c["name"] for c in selftest.get("checks", []) if not c.get("ok")]
         out.append("selftest failed" + (f" ({', '.join(failed)})" if failed else
@@ -219,6 +245,8 @@ def render_table(results: list[KernelResult]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for r in results:
         lines += [f"{r.kernel}: {p}" for p in r.problems]
+        if r.earlier_boot:
+            lines.append(f"{r.kernel}: booted twice; the first boot: {r.earlier_boot}")
     return "\n".join(lines)
 
 
