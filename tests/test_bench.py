@@ -154,3 +154,25 @@ def test_stop_line_judges_paftrace_against_the_target_only():
     assert "paftrace -o 4 0.09 (MET <= 0.5 s)" in line
     assert "paftrace -o 0+ --all 0.7 (MISSED <= 0.5 s)" in line
     assert line.endswith("bpftrace 0.31")
+
+
+def test_perf_stat_counts_parsed_and_uncounted_events_left_out():
+    # lines as perf 6.1 prints them here with -x, (count,unit,event,run time,percent,,)
+    text = ("0,,kmem:mm_page_alloc_extfrag,2010408878,100.00,,\n"
+            "1554,,kmem:mm_page_alloc,2010410504,100.00,,\n"
+            "<not supported>,,kmem:mm_compaction_end,0,100.00,,\n")
+    assert st.parse_perf_stat_csv(text) == {"kmem:mm_page_alloc_extfrag": 0,
+                                            "kmem:mm_page_alloc": 1554}
+
+
+@needs_root
+def test_event_rates_count_each_workloads_page_allocations(tmp_path):
+    """perf stat around a real fault storm: it allocates pages, so mm_page_alloc counts."""
+    exe = wl.build(tmp_path)
+    args = type("Args", (), {"workloads": ["fault"], "seconds": 1.0})()
+    bench_ = bench.Bench.__new__(bench.Bench)
+    bench_.args, bench_.exe = args, exe
+    rates = bench_.event_rates()["fault"]
+    assert rates["ops_per_s"] > 0
+    assert rates["kmem:mm_page_alloc"] > rates["ops_per_s"] / 2  # a page per fault, at least
+    assert rates["kmem:mm_page_alloc_extfrag"] >= 0

@@ -278,6 +278,25 @@ class Bench:
                 "tracer_cpu_s": round(cpu, 3),
                 "programs": [p for p in progs if p["runs"]]}
 
+    def event_rates(self) -> dict[str, dict[str, float]]:
+        """Allocator events per second in each workload, no tracer attached: counted
+        by `perf stat -a` over the workload's run."""
+        if not shutil.which("perf"):
+            log("bench: no perf (apt-get install linux-perf): event rates skipped")
+            return {}
+        out = {}
+        for workload in self.args.workloads:
+            events = [arg for e in st.RATE_EVENTS for arg in ("-e", e)]
+            perf = subprocess.Popen(["perf", "stat", "-a", "-x,", *events, "--", "sleep",
+                                     str(self.args.seconds)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            result = wl.run(self.exe, workload, self.args.seconds)
+            counts = st.parse_perf_stat_csv(perf.communicate(timeout=60)[1])
+            out[workload] = {"ops_per_s": round(result.rate),
+                             **{e: round(counts[e] / self.args.seconds, 1)
+                                for e in st.RATE_EVENTS if e in counts}}
+        return out
+
     def soak(self, seconds: float, name: str = SOAK_TRACER) -> dict:
         """RSS of a tracer while the order-0 storm runs for `seconds`; an exporter is
         also scraped every second and sees an order-4 failure storm every half minute."""
@@ -480,6 +499,9 @@ def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
                          f"{p['tracer_cpu_s']} s: " +
                          "; ".join(f"{g['name']} {g['ns_per_run']} ns x {g['runs']:,}"
                                    for g in p["programs"][:5]))
+    for w, rates in res.get("event_rates", {}).items():
+        lines.append(f"event rates, ({w}) no tracer: " + ", ".join(
+            f"{e.split(':')[1]} {rates[e]:,}/s" for e in st.RATE_EVENTS if e in rates))
     if "scrape" in res:
         sl = res["scrape"]
         if "error" in sl:
@@ -593,6 +615,7 @@ def run(args: BenchArgs, argv: list[str]) -> int:
                 res = bench.results()
                 if not args.no_profile:
                     res["profile"] = bench.profile()
+                    res["event_rates"] = bench.event_rates()
                 if not args.no_scrape and (not args.tracers or any(
                         "exporter" in t for t in args.tracers)):
                     res["scrape"] = bench.scrape_latency()

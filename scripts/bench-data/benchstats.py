@@ -146,3 +146,20 @@ def storm_verdicts(cells: dict[str, dict[str, dict]], user_us: dict[str, float],
                      "user_us_per_record": None if us is None else round(us, 1),
                      "user_met": None if us is None else us <= TARGET_USER_US_PER_RECORD}
     return out
+
+
+# The allocator events whose rates each workload produces (issue 16: extfrag events are
+# far rarer than mm_page_alloc, which is why attribution is cheap). Counted by
+# `perf stat -a -x,` while the workload runs with no tracer attached.
+RATE_EVENTS = ("kmem:mm_page_alloc", "kmem:mm_page_alloc_extfrag")
+
+
+def parse_perf_stat_csv(text: str) -> dict[str, int]:
+    """`perf stat -x,` lines (count,unit,event,...) -> {event: count}; events perf
+    could not count ("<not supported>", "<not counted>") are left out."""
+    counts = {}
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) >= 3 and fields[0].strip().isdigit():
+            counts[fields[2]] = int(fields[0])
+    return counts

@@ -88,7 +88,11 @@ def boot(work: Path, kernel: Kernel, project: Path, out: Path, memory_mb: int,
         results.truncate(64 << 20)
         results.flush()
         cmd = [
-            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", "2",
+            # One TCG thread runs both vCPUs: with a thread per vCPU (MTTCG) the guests
+            # hung now and then while a tracepoint's static key was patched (5.10 and
+            # 6.1 on 2026-12-02: both vCPUs spinning at the 5-byte NOP of the
+            # mm_page_alloc site in __alloc_pages_nodemask, nobody patching any more).
+            "qemu-system-x86_64", "-accel", "tcg,thread=single", "-cpu", "max", "-smp", "2",
             "-m", str(memory_mb), "-nographic", "-no-reboot", "-snapshot", "-nic", "none",
             "-kernel", str(work / "kernels" / kernel.abi / "boot" / f"vmlinuz-{kernel.abi}"),
             "-initrd", str(work / "initrd" / f"{kernel.abi}.img"),
