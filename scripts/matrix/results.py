@@ -210,6 +210,12 @@ def problems(r: KernelResult, selftest: dict, attached: dict,
     if r.frag_fallbacks is not None and "pipe" not in (r.frag_top_site or ""):
         out.append(f"pinned pipes are not the top fragmenter (top: {r.frag_top_site}, "
                    f"{r.frag_fallbacks} fallbacks)")
+    # A guest's free memory is first churned into order-0 holes (scripts/matrix/payload),
+    # so no whole Movable pageblock is left to claim: pipe pages must fall back below
+    # pageblock order (mm/page_alloc.c __rmqueue_fallback takes the largest free block).
+    if r.where == "qemu" and r.frag_fallbacks is not None and not r.frag_fragmenting:
+        out.append(f"no fragmenting fallback while pipes were pinned into churned memory "
+                   f"({r.frag_fallbacks} fallbacks, all of whole pageblocks)")
     return out
 
 
