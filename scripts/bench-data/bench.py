@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ import scrape as sc
 import workloads as wl
 from tracers import Running, Tracer, TracerError, all_tracers, before_tracers
 
+from paftrace.release import wait_for_helpers
 from paftrace.tracefs import TraceFs
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -280,21 +282,20 @@ class Bench:
 
     def event_rates(self) -> dict[str, dict[str, float]]:
         """Allocator events per second in each workload, no tracer attached: counted
-        by `perf stat -a` over the workload's run."""
+        by `perf stat -a`, enabled just around the workload's run."""
         if not shutil.which("perf"):
             log("bench: no perf (apt-get install linux-perf): event rates skipped")
             return {}
+        if not wait_for_helpers():
+            log("bench: a tracer's probes are still being released: event rates skipped")
+            return {}
         out = {}
         for workload in self.args.workloads:
-            events = [arg for e in st.RATE_EVENTS for arg in ("-e", e)]
-            perf = subprocess.Popen(["perf", "stat", "-a", "-x,", *events, "--", "sleep",
-                                     str(self.args.seconds)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            result = wl.run(self.exe, workload, self.args.seconds)
-            counts = st.parse_perf_stat_csv(perf.communicate(timeout=60)[1])
+            with PerfCounts(st.RATE_EVENTS) as perf:
+                result = wl.run(self.exe, workload, self.args.seconds)
             out[workload] = {"ops_per_s": round(result.rate),
-                             **{e: round(counts[e] / self.args.seconds, 1)
-                                for e in st.RATE_EVENTS if e in counts}}
+                             **{e: round(n / self.args.seconds, 1)
+                                for e, n in perf.counts.items()}}
         return out
 
     def soak(self, seconds: float, name: str = SOAK_TRACER) -> dict:
@@ -456,6 +457,55 @@ def start_stop_report(bench: Bench) -> str:
         f"{way} {m:.3f}" for way, m in medians.items()) +
         f" ({medians['bcc cleanup'] / max(medians['paftrace release'], 1e-6):.0f}x)")
     return "\n".join(lines)
+
+
+class PerfCounts:
+    """`perf stat -a` counting EVENTS only while the block runs: started disabled and
+    switched through its control FIFO (perf 5.10+ `--control fifo:CTL,ACK`, `-D -1`),
+    so neither its own start-up nor the wait for it is counted. `counts` after exit."""
+
+    def __init__(self, events: tuple[str, ...]) -> None:
+        self.events = events
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> PerfCounts:
+        self.dir = tempfile.TemporaryDirectory(prefix="paftrace-bench-perf-")
+        ctl, ack = (Path(self.dir.name) / n for n in ("ctl", "ack"))
+        for fifo in (ctl, ack):
+            os.mkfifo(fifo)
+        # opened read-write, so that neither side blocks waiting for the other
+        self.ctl, self.ack = os.open(ctl, os.O_RDWR), os.open(ack, os.O_RDWR)
+        events = [arg for e in self.events for arg in ("-e", e)]
+        self.proc = subprocess.Popen(
+            ["perf", "stat", "-a", "-x,", "-D", "-1", "--control", f"fifo:{ctl},{ack}",
+             *events],  # no command: it counts until SIGINT
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.command("enable")
+        return self
+
+    def command(self, word: str) -> None:
+        os.write(self.ctl, f"{word}\n".encode())
+        ready, _, _ = select.select([self.ack], [], [], 30)
+        if not ready:
+            self.proc.kill()
+            raise OSError(f"perf stat did not acknowledge '{word}' in 30 s")
+        os.read(self.ack, 64)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.proc.poll() is None and exc[0] is None:
+                self.command("disable")
+        finally:
+            self.proc.send_signal(signal.SIGINT)  # perf prints the counts and exits
+            try:
+                stderr = self.proc.communicate(timeout=60)[1]
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                stderr = self.proc.communicate()[1]
+            os.close(self.ctl)
+            os.close(self.ack)
+            self.dir.cleanup()
+        self.counts = st.parse_perf_stat_csv(stderr)
 
 
 def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:

@@ -82,7 +82,12 @@ def render_doc(results: list[KernelResult], suites: dict[str, str]) -> str:
         "`doctor`, `selftest` and a live trace with loopback traffic, silent order-5 failures "
         "(memory cgroup v2 + pipe ring) and one order-10 failure the kernel itself reports "
         "(`page allocation failure`, from a test module asking ZONE_DMA for order-10 blocks "
-        "without `__GFP_NOWARN`). The host row is the CI machine itself.",
+        "without `__GFP_NOWARN`), then `paftrace frag` while nearly all free memory is "
+        "churned into order-0 holes and pipes are pinned (fragmenting fallbacks, pipe writes "
+        "on top). The host row is the CI machine itself. Guests run on one TCG thread "
+        "(with one per vCPU they hung now and then at a tracepoint's patched NOP); a "
+        "guest that hangs anyway is booted once more and its first boot is reported "
+        "beside its verdict.",
         "",
         *_kernel_rows(results, suites),
         "",
