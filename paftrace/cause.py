@@ -60,6 +60,12 @@ class Request:
                          if name.startswith("__GFP_") and value
                          and self.mask & value == value)
 
+    @cached_property
+    def zones_allowed(self) -> tuple[str, ...]:
+        """The zones this request may use, from its gfp zone bits (single bits and the
+        composites the table names)."""
+        return eligible_zones(set(self.flags) | set(self.table.decode(self.mask)))
+
     @property
     def need_bytes(self) -> int:
         return self.page_size << self.order
@@ -141,16 +147,18 @@ def zone_check(sample: MemorySample, z: ZoneSample, req: Request, reserve: Reser
 
 
 def _zones(sample: MemorySample, req: Request, reserve: Reserve) -> list[dict]:
-    allowed = eligible_zones(set(req.flags) | set(req.table.decode(req.mask)))
+    allowed = req.zones_allowed
+    top: dict[int, int] = {}  # per node: zone_idx of the highest zone the request may use
+    for s in sample.zones:
+        if s.zone in allowed:
+            top[s.node] = max(top.get(s.node, 0), _zone_index(sample, s))
     out = []
     for z in sample.zones:
         if z.zone not in allowed or (z.info is not None and z.info.managed == 0):
             continue
         if z.info is None and not any(z.free):
             continue  # an empty zone (Movable without movablecore=)
-        node_zones = [s for s in sample.zones if s.node == z.node and s.zone in allowed]
-        top = max((_zone_index(sample, s) for s in node_zones), default=0)
-        out.append(zone_check(sample, z, req, reserve, top))
+        out.append(zone_check(sample, z, req, reserve, top[z.node]))
     return out
 
 
@@ -316,7 +324,7 @@ def _shortage_sentence(shortage: str, zones: list[dict], req: Request,
 def _elsewhere(sample: MemorySample, req: Request) -> str:
     """Zones the gfp mask does not allow that had the blocks (e.g. DMA32 for a GFP_DMA
     request): why "memory was free" is not the whole story."""
-    allowed = eligible_zones(set(req.flags) | set(req.table.decode(req.mask)))
+    allowed = req.zones_allowed
     other = [f"N{z.node}/{z.zone} {frag.blocks_at_or_above(z.free, req.order)}"
              for z in sample.zones
              if z.zone not in allowed and frag.blocks_at_or_above(z.free, req.order)]
