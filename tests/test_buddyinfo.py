@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from paftrace.procfs.buddyinfo import parse_buddyinfo
+from paftrace.procfs.frag import free_pages
 from paftrace.procfs.pagetypeinfo import parse_pagetypeinfo
 from paftrace.procfs.report import eligible_zones, failure_snapshot, sample_record
 from paftrace.procfs.sampler import build_sample
@@ -126,7 +127,7 @@ def order0_and_free_pages() -> tuple[int, int]:
     [rec] = [json.loads(line) for line in run_cli("--json", "-n", "1", "-o", "4")
              .stdout.splitlines()]
     return (sum(z["free"][0] for z in rec["zones"]),
-            sum(count << order for z in rec["zones"] for order, count in enumerate(z["free"])))
+            sum(free_pages(z["free"]) for z in rec["zones"]))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="shrinking the per-CPU lists needs root")

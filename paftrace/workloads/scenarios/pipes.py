@@ -20,6 +20,7 @@ import time
 
 import click
 
+from paftrace.procfs import frag
 from paftrace.procfs.pagetypeinfo import parse_pagetypeinfo
 from paftrace.workloads.childproc import raise_open_files
 
@@ -52,8 +53,7 @@ def free_unmovable_mib(text: str) -> int:
 
     Pipe pages come from there first: only what is pinned beyond it falls back."""
     free = parse_pagetypeinfo(text).free
-    pages = sum(count << order for per_type in free.values()
-                for order, count in enumerate(per_type.get("Unmovable", ())))
+    pages = sum(frag.free_pages(per_type.get("Unmovable", ())) for per_type in free.values())
     return pages * os.sysconf("SC_PAGE_SIZE") >> 20
 
 
