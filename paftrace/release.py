@@ -26,7 +26,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 # perf_event_open() with the kprobe PMU (Linux 4.17+) leaves nothing in tracefs
@@ -60,32 +59,6 @@ def hand_over(fds: list[int]) -> subprocess.Popen[bytes] | None:
             start_new_session=True)  # a second Ctrl-C on the terminal is not for it
     except OSError:
         return None
-
-
-def helpers_running(proc: str = "/proc") -> list[int]:
-    """Pids of release helpers still closing probes (any paftrace's, not only ours)."""
-    pids = []
-    for entry in os.scandir(proc):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError), \
-                    open(os.path.join(entry.path, "cmdline"), "rb") as f:
-                if _HELPER.encode() in f.read().split(b"\0"):
-                    pids.append(int(entry.name))
-    return pids
-
-
-def wait_for_helpers(timeout: float = 30.0) -> bool:
-    """Wait until no release helper runs; False if one still does after `timeout`.
-
-    Counting a tracepoint with perf right after a tracer stopped needs it: the helper's
-    closes hold event_mutex through RCU grace periods, and `perf stat -a` on
-    kmem:mm_page_alloc opened meanwhile counted 0 of ~110,000 allocations here (6.18)."""
-    deadline = time.monotonic() + timeout
-    while helpers_running():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def perf_event_fds(bpf: Any) -> tuple[list[int], list[bytes]]:

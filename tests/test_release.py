@@ -100,27 +100,3 @@ def test_session_close_hands_the_probes_to_a_helper_that_frees_them() -> None:
     assert helper.wait(timeout=60) == 0  # the helper frees them and ends by itself
     assert not [p for p in programs if prog_exists(p)]  # nothing stays loaded
 
-
-def test_helpers_running_finds_a_helper_by_its_command_line(tmp_path):
-    """A /proc with a helper, another python and an unreadable entry."""
-    def process(pid: str, argv: list[str] | None) -> None:
-        (tmp_path / pid).mkdir()
-        if argv is not None:
-            (tmp_path / pid / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv)
-                                                     + b"\0")
-
-    process("41", ["/usr/bin/python3", "-I", "-S", "-c", release._HELPER, "7", "8"])
-    process("42", ["/usr/bin/python3", "-c", "print(1)"])
-    process("43", None)  # exited between listing and reading
-    (tmp_path / "self").mkdir()
-    assert release.helpers_running(str(tmp_path)) == [41]
-
-
-def test_wait_for_helpers_waits_for_a_real_helper_to_finish():
-    r, w = os.pipe()
-    helper = release.hand_over([r, w])
-    assert helper is not None
-    os.close(r)
-    os.close(w)
-    assert release.wait_for_helpers(timeout=30)
-    assert helper.wait(timeout=5) == 0 and helper.pid not in release.helpers_running()

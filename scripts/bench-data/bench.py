@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import select
 import shutil
@@ -28,7 +29,6 @@ import scrape as sc
 import workloads as wl
 from tracers import Running, Tracer, TracerError, all_tracers, before_tracers
 
-from paftrace.release import wait_for_helpers
 from paftrace.tracefs import TraceFs
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
@@ -286,8 +286,8 @@ class Bench:
         if not shutil.which("perf"):
             log("bench: no perf (apt-get install linux-perf): event rates skipped")
             return {}
-        if not wait_for_helpers():
-            log("bench: a tracer's probes are still being released: event rates skipped")
+        if not perf_counts_reliably():
+            log("bench: perf stat kept missing page allocations: event rates skipped")
             return {}
         out = {}
         for workload in self.args.workloads:
@@ -506,6 +506,30 @@ class PerfCounts:
             os.close(self.ack)
             self.dir.cleanup()
         self.counts = st.parse_perf_stat_csv(stderr)
+
+
+def touch_pages(nbytes: int = 4 << 20) -> int:
+    """Fault in `nbytes` of fresh anonymous memory, a page at a time; returns the pages."""
+    area = mmap.mmap(-1, nbytes)
+    for offset in range(0, nbytes, mmap.PAGESIZE):
+        area[offset] = 1
+    area.close()
+    return nbytes // mmap.PAGESIZE
+
+
+def perf_counts_reliably(timeout: float = 30.0) -> bool:
+    """Wait until `perf stat -a` counts every page allocation it is shown (a probe that
+    faults in 1,024 pages). Right after a tracer on kmem:mm_page_alloc exits, new perf
+    counters on that tracepoint counted nothing for ~0.6 s, then part, then all (~1.9 s
+    here on 6.18, while the tracer's probes were still being released); not understood."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with PerfCounts(("kmem:mm_page_alloc",)) as probe:
+            touched = touch_pages()
+        if probe.counts.get("kmem:mm_page_alloc", 0) >= touched:
+            return True
+        if time.monotonic() > deadline:
+            return False
 
 
 def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
