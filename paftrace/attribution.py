@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from paftrace.cause import MemcgFacts, NodeRestriction, Request, classify
+from paftrace.cause import MemcgFacts, NodeRestriction, Request, ZoneChecks, classify
 from paftrace.cgroups import CgroupResolver, unit_of
 from paftrace.gfp import GfpTable
 from paftrace.procfs.memcg import MemcgReading, read_chain
@@ -87,12 +87,19 @@ class Attributor:
         self._previous: dict[str, MemcgReading] = {}
         self._cgroups = TtlCache(cache_s)
         self._memcg = TtlCache(cache_s)
+        self._requests: dict[tuple[int, int, str], Request] = {}
+        self._zone_checks = ZoneChecks()
+        self._verdicts: dict[tuple, tuple[tuple, str, dict]] = {}
 
     def cgroup_of(self, failure: Failure, cgroup_id: int) -> dict:
         """The `cgroup` object of a failure record (README JSON contract); a copy, as
         records are rendered independently."""
+        return dict(self._shared_cgroup(failure, cgroup_id))
+
+    def _shared_cgroup(self, failure: Failure, cgroup_id: int) -> dict:
+        """The cached object behind cgroup_of(): shared, so never changed."""
         key = (failure.pid, cgroup_id, failure.context)
-        return dict(self._cgroups.get(key, lambda: self._cgroup_of(failure, cgroup_id)))
+        return self._cgroups.get(key, lambda: self._cgroup_of(failure, cgroup_id))
 
     def _cgroup_of(self, failure: Failure, cgroup_id: int) -> dict:
         mounts = self.resolver.mounts
@@ -165,23 +172,64 @@ class Attributor:
                                    "cpuset mems_allowed of the task")
         return None
 
+    def request(self, order: int, mask: int, context: str) -> Request:
+        """One Request per (order, mask, context): what is derived from it (flags,
+        zones, watermark rule) is computed once, not once per failure."""
+        key = (order, mask, context)
+        req = self._requests.get(key)
+        if req is None:
+            if len(self._requests) >= 4096:
+                self._requests.clear()
+            req = self._requests[key] = Request(order, mask, self.table, context)
+        return req
+
     def annotate(self, failure: Failure, mask: int, cgroup_id: int,
                  sample: MemorySample | None, charge_refused: bool | None = None) -> None:
         """Fill failure.cgroup, failure.cause and failure.cause_evidence. `charge_refused`:
         what the memcg charge kretprobe saw for this failure (None without it)."""
-        failure.cgroup = self.cgroup_of(failure, cgroup_id)
-        req = Request(failure.order, mask, self.table, failure.context, failure.stall)
-        memcg = self.memcg_facts(failure.cgroup) if "__GFP_ACCOUNT" in req.flags and \
+        cgroup = self._shared_cgroup(failure, cgroup_id)
+        failure.cgroup = dict(cgroup)
+        req = self.request(failure.order, mask, failure.context)
+        memcg = self.memcg_facts(cgroup) if "__GFP_ACCOUNT" in req.flags and \
             failure.context == "process" else None
+        restriction = self.restriction(failure, req.flags)
+        age = None if sample is None else round((failure.ts_ns - sample.ts_ns) / 1e6, 1)
+        # The failures of a storm meet the same situation: the same request, sample,
+        # memcg reading, stall answer and cgroup (cached objects, compared by identity,
+        # held by the entry so no id is reused). Their verdict is judged once; only
+        # the sample's age is each failure's own.
+        situation = (req, sample, memcg, failure.stall, cgroup)
+        key = (tuple(map(id, situation)), charge_refused, restriction)
+        hit = self._verdicts.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], situation)):
+            failure.cause, shared = hit[1], hit[2]
+        else:
+            failure.cause, evidence = self._judge(
+                failure, req, sample, age, memcg, charge_refused, restriction, cgroup)
+            if evidence.pop("cites_age"):  # this failure's own sentence
+                failure.cause_evidence = evidence
+                return
+            shared = {k: v for k, v in evidence.items() if k != "sample_age_ms"}
+            if len(self._verdicts) >= 256:
+                self._verdicts.clear()
+            self._verdicts[key] = (situation, failure.cause, shared)
+        failure.shared_evidence = shared
+        failure.cause_evidence = {**shared, "sample_age_ms": age}
+
+    def _judge(self, failure: Failure, req: Request, sample: MemorySample | None,
+               age: float | None, memcg: MemcgFacts | None, charge_refused: bool | None,
+               restriction: NodeRestriction | None, cgroup: dict) -> tuple[str, dict, bool]:
+        """(cause, evidence with advice and `cites_age`: whether the sentence is this
+        failure's own, not shared by failures in the same situation)."""
         if memcg is not None and charge_refused is not None:
             memcg = replace(memcg, charge_refused=charge_refused)
-        age = None if sample is None else round((failure.ts_ns - sample.ts_ns) / 1e6, 1)
-        result = classify(req, sample, age, memcg, self.restriction(failure, req.flags))
-        failure.cause = result.cause
-        failure.cause_evidence = result.to_json()
-        failure.cause_evidence["advice"] = [
-            {"text": text, "evidence": ev}
-            for text, ev in cause_advice(result.cause, result.evidence, failure.cgroup)]
+        result = classify(req, sample, age, memcg, restriction, failure.stall,
+                          self._zone_checks)
+        evidence = result.to_json()
+        evidence["advice"] = [{"text": text, "evidence": ev} for text, ev in
+                              cause_advice(result.cause, result.evidence, cgroup)]
+        evidence["cites_age"] = result.cites_age
+        return result.cause, evidence
 
 
 class CgroupFilter:

@@ -44,13 +44,14 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True)
 class Request:
-    """The failed request, as the record and the kernel's gfp table describe it."""
+    """The failed request, as the record and the kernel's gfp table describe it.
+    Everything derived from it is computed once per object: the tracer keeps one
+    Request per (order, mask, context), shared by a call site's failures."""
 
     order: int
     mask: int
     table: GfpTable
     context: str = "process"
-    stall: dict | None = None     # StallLog.stall_info of the task, process context only
     page_size: int = PAGE_SIZE
 
     @cached_property
@@ -65,6 +66,22 @@ class Request:
         """The zones this request may use, from its gfp zone bits (single bits and the
         composites the table names)."""
         return eligible_zones(set(self.flags) | set(self.table.decode(self.mask)))
+
+    @cached_property
+    def reserve(self) -> Reserve:
+        return reserve_for(self.flags, [n for _, n in self.table.entries])
+
+    @cached_property
+    def gives_up_early(self) -> str | None:
+        return opportunistic(self)
+
+    @cached_property
+    def constant_evidence(self) -> dict:
+        """The evidence that is the same for every failure of this request. Its values
+        are shared between failures' evidence, so never changed."""
+        return {"order": self.order, "gfp_flags": sorted(self.flags), "context": self.context,
+                "watermark_rule": self.reserve.to_json(),
+                "gives_up_early": self.gives_up_early}
 
     @property
     def need_bytes(self) -> int:
@@ -94,6 +111,9 @@ class Cause:
     cause: str
     sentence: str
     evidence: dict
+    # The sentence cites the sample's age ("sampled 3 ms away"): it is this failure's
+    # own, where other verdicts are shared by every failure in the same situation.
+    cites_age: bool = False
 
     def to_json(self) -> dict:
         return {**self.evidence, "sentence": self.sentence}
@@ -144,6 +164,25 @@ def zone_check(sample: MemorySample, z: ZoneSample, req: Request, reserve: Reser
                lowmem_reserve=protection, usable_pages=usable,
                watermark_ok=usable > threshold + protection)
     return out
+
+
+class ZoneChecks:
+    """The zone checks of one sample per request, shared by the failures that cite the
+    sample (in a storm, hundreds per sample; computing them was a third of a record's
+    cost). Holds the newest sample's only. The lists are shared, so never changed."""
+
+    def __init__(self) -> None:
+        self._sample: MemorySample | None = None
+        self._checks: dict[tuple[int, int], list[dict]] = {}
+
+    def of(self, sample: MemorySample, req: Request) -> list[dict]:
+        if sample is not self._sample:
+            self._sample, self._checks = sample, {}
+        key = (req.order, req.mask)
+        checks = self._checks.get(key)
+        if checks is None:
+            checks = self._checks[key] = _zones(sample, req, req.reserve)
+        return checks
 
 
 def _zones(sample: MemorySample, req: Request, reserve: Reserve) -> list[dict]:
@@ -252,20 +291,19 @@ def _memcg_sentence(ev: dict, zones: list[dict], order: int) -> str:
 
 def classify(req: Request, sample: MemorySample | None, sample_age_ms: float | None = None,
              memcg: MemcgFacts | None = None,
-             restriction: NodeRestriction | None = None) -> Cause:
-    reserve = reserve_for(req.flags, [n for _, n in req.table.entries])
-    early = opportunistic(req)
-    evidence: dict = {
-        "order": req.order, "gfp_flags": sorted(req.flags), "context": req.context,
-        "watermark_rule": reserve.to_json(), "gives_up_early": early,
-        "sample_age_ms": sample_age_ms, "missing": [],
-    }
-    if req.stall is not None:
-        evidence["stall"] = req.stall
+             restriction: NodeRestriction | None = None, stall: dict | None = None,
+             zone_checks: ZoneChecks | None = None) -> Cause:
+    """`stall`: StallLog.stall_info of the task (process context only); `zone_checks`:
+    the caller's cache of zone checks (one is made per call without)."""
+    reserve = req.reserve
+    early = req.gives_up_early
+    evidence: dict = {**req.constant_evidence, "sample_age_ms": sample_age_ms, "missing": []}
+    if stall is not None:
+        evidence["stall"] = stall
     verdict, memcg_ev = _memcg_verdict(req, memcg)
     if memcg_ev:
         evidence["memcg"] = memcg_ev
-    zones = _zones(sample, req, reserve) if sample is not None else []
+    zones = (zone_checks or ZoneChecks()).of(sample, req) if sample is not None else []
     evidence["zones"] = zones
     if verdict == "strong":
         return Cause(MEMCG_LIMIT, _memcg_sentence(memcg_ev, zones, req.order), evidence)
@@ -287,8 +325,8 @@ def classify(req: Request, sample: MemorySample | None, sample_age_ms: float | N
     if shortage is not None:
         what = _shortage_sentence(shortage, allowed, req, reserve) + _elsewhere(sample, req)
         if early:
-            return Cause(GAVE_UP, f"gave up: {early}; {what}{_stall_words(req)}", evidence)
-        return Cause(shortage, what + _stall_words(req), evidence)
+            return Cause(GAVE_UP, f"gave up: {early}; {what}{_stall_words(stall)}", evidence)
+        return Cause(shortage, what + _stall_words(stall), evidence)
     if verdict == "weak":
         return Cause(MEMCG_LIMIT, _memcg_sentence(memcg_ev, zones, req.order)
                      + f" ({memcg_ev['basis']})", evidence)
@@ -296,16 +334,17 @@ def classify(req: Request, sample: MemorySample | None, sample_age_ms: float | N
     age = f" (sampled {abs(sample_age_ms):.0f} ms away)" if sample_age_ms is not None else ""
     if early and verdict != "missing":
         return Cause(GAVE_UP, f"gave up: {early}; the nearest sample{age} shows room "
-                     f"({fine}): the shortage was brief{_stall_words(req)}", evidence)
+                     f"({fine}): the shortage was brief{_stall_words(stall)}", evidence,
+                     cites_age=bool(age))
     if verdict == "missing":
         evidence["missing"].append(memcg_ev["missing"])
         return Cause(UNKNOWN, f"__GFP_ACCOUNT and the zones had room{age} ({fine}): likely "
                      "the memory cgroup charge, but its state is missing: "
-                     + memcg_ev["missing"], evidence)
+                     + memcg_ev["missing"], evidence, cites_age=bool(age))
     evidence["missing"].append("a memory sample closer to the failure, per-migratetype free "
                                "lists (/proc/pagetypeinfo) and the HighAtomic reserve")
     return Cause(UNKNOWN, f"the nearest sample{age} shows room ({fine}); the shortage was "
-                 "brief or in lists paftrace does not see", evidence)
+                 "brief or in lists paftrace does not see", evidence, cites_age=bool(age))
 
 
 def _shortage_sentence(shortage: str, zones: list[dict], req: Request,
@@ -340,7 +379,7 @@ def _node_sentence(r: NodeRestriction, allowed: list[dict], outside: list[dict],
             f"short there ({short}) while other nodes had room ({room})")
 
 
-def _stall_words(req: Request) -> str:
-    if req.stall is None:
+def _stall_words(stall: dict | None) -> str:
+    if stall is None:
         return ""
-    return "; " + StallLog.stall_line(req.stall)
+    return "; " + StallLog.stall_line(stall)

@@ -82,6 +82,9 @@ class Failure:
     cause: str = "unknown"         # paftrace.cause.CAUSES
     cause_evidence: dict | None = None  # structured evidence + "sentence"
     cgroup: dict | None = None     # the task's cgroup: id, path, memory_path, unit
+    # cause_evidence less its sample_age_ms when the verdict is shared by the failures
+    # of a storm (paftrace/attribution.py): the JSON renderer encodes it once.
+    shared_evidence: dict | None = field(default=None, repr=False, compare=False)
     type: str = field(default="failure")
 
     def to_json(self) -> dict:
@@ -93,10 +96,12 @@ class Failure:
         return out
 
 
-# The JSON object's keys after "type", in field order (`stack_id` is internal;
-# `comm_raw` is there only when the name is not valid UTF-8).
+# The JSON object's keys after "type", in field order (`stack_id` and
+# `shared_evidence` are internal; `comm_raw` is there only when the name is not
+# valid UTF-8).
 _FAILURE_JSON_FIELDS = tuple(f.name for f in fields(Failure)
-                             if f.name not in ("type", "stack_id", "comm_raw"))
+                             if f.name not in ("type", "stack_id", "comm_raw",
+                                               "shared_evidence"))
 
 
 def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,

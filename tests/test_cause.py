@@ -17,6 +17,7 @@ from paftrace.cause import (
     MemcgFacts,
     NodeRestriction,
     Request,
+    ZoneChecks,
     classify,
     opportunistic,
 )
@@ -60,6 +61,24 @@ def test_request_sees_single_bits_behind_composites():
     req = Request(4, GFP_KERNEL_ACCOUNT_NOWARN, T618)
     assert {"__GFP_ACCOUNT", "__GFP_DIRECT_RECLAIM", "__GFP_NOWARN", "__GFP_COMP"} <= req.flags
     assert req.need_bytes == 4096 << 4
+
+
+def test_zone_checks_are_computed_once_per_sample_and_request():
+    """A storm's failures share the zone checks of the sample they cite; a newer sample
+    or another request gets its own, and the shared ones equal fresh ones."""
+    checks = ZoneChecks()
+    req, other = Request(4, GFP_KERNEL_ACCOUNT_NOWARN, T618), Request(10, GFP_ATOMIC, T618)
+    first = classify(req, LIVE, 1.0, zone_checks=checks)
+    again = classify(req, LIVE, 7.0, zone_checks=checks)
+    assert again.evidence["zones"] is first.evidence["zones"]
+    assert again.evidence["sample_age_ms"] == 7.0 and first.evidence["sample_age_ms"] == 1.0
+    assert first.evidence == classify(req, LIVE, 1.0).evidence  # uncached
+    atomic = classify(other, LIVE, 1.0, zone_checks=checks)
+    assert atomic.evidence["zones"] == classify(other, LIVE, 1.0).evidence["zones"]
+    assert atomic.evidence["zones"] != first.evidence["zones"]  # order 10 vs 4
+    newer = classify(req, SOS, 1.0, zone_checks=checks)
+    assert newer.evidence["zones"] is not first.evidence["zones"]
+    assert newer.evidence == classify(req, SOS, 1.0).evidence
 
 
 # -- memcg-limit ------------------------------------------------------------------------
@@ -248,7 +267,7 @@ def test_gave_up_carries_the_shortage_and_the_stall():
              "direct_compaction": {"count": 2, "total_ms": 40.2, "outcome": "no_page",
                                    "status": "complete", "priority": "async"},
              "direct_reclaim": {"count": 1, "total_ms": 3.1}}
-    got = classify(Request(10, GFP_KERNEL, T618, stall=stall), NODE1_ONLY)
+    got = classify(Request(10, GFP_KERNEL, T618), NODE1_ONLY, stall=stall)
     assert got.cause == GAVE_UP
     assert got.evidence["shortage"] == NO_FREE_BLOCK
     assert "costly order 10" in got.sentence
@@ -325,10 +344,9 @@ def test_a_real_guest_failure_reclassified_from_its_own_trace():
     failure = next(x for x in lines if x.get("type") == "failure" and x["order"] == 10)
     samples = [x for x in lines if x.get("type") == "buddyinfo"]
     nearest = min(samples, key=lambda s: abs(s["ts_ns"] - failure["ts_ns"]))
-    req = Request(10, int(failure["gfp"], 16), table_for_kernel("6.1"),
-                  stall=failure["stall"])
+    req = Request(10, int(failure["gfp"], 16), table_for_kernel("6.1"))
     got = classify(req, _sample_from_record(nearest),
-                   (failure["ts_ns"] - nearest["ts_ns"]) / 1e6)
+                   (failure["ts_ns"] - nearest["ts_ns"]) / 1e6, stall=failure["stall"])
     assert got.cause == GAVE_UP and "__GFP_NORETRY" in got.sentence
     assert [z["zone"] for z in got.evidence["zones"]] == ["DMA"]  # not DMA32
     assert got.evidence["shortage"] is None and "the shortage was brief" in got.sentence

@@ -90,11 +90,19 @@ text_values = st.text(max_size=12)
 @given(comm=text_values, requester=st.none() | text_values, ts=st.integers(0, 2**64 - 1),
        zones=st.none() | st.lists(st.dictionaries(text_values, st.integers(), max_size=2),
                                   max_size=2),
-       stall=st.none() | st.dictionaries(text_values, st.integers(), max_size=2))
-def test_json_of_a_failure_is_what_json_dumps_gives(comm, requester, ts, zones, stall):
+       stall=st.none() | st.dictionaries(text_values, st.integers(), max_size=2),
+       evidence=st.none() | st.fixed_dictionaries(
+           {"sentence": text_values, "gfp_flags": st.lists(text_values, max_size=3)},
+           optional={"zones": st.lists(st.dictionaries(text_values, st.integers(),
+                                                       max_size=2), max_size=2),
+                     "stall": st.dictionaries(text_values, st.integers(), max_size=2),
+                     "watermark_rule": st.none()}))
+def test_json_of_a_failure_is_what_json_dumps_gives(comm, requester, ts, zones, stall,
+                                                    evidence):
     renderer = JsonRenderer()
     snapshot = None if zones is None else {"sample_ts_ns": 1, "order": 4, "zones": zones}
-    f = failure(comm=comm, requester=requester, ts_ns=ts, buddyinfo=snapshot, stall=stall)
+    f = failure(comm=comm, requester=requester, ts_ns=ts, buddyinfo=snapshot, stall=stall,
+                cause_evidence=evidence)
     for _ in range(2):  # the second time from the caches
         assert json.loads(renderer.encode_failure(f)) == f.to_json()
 

@@ -31,7 +31,11 @@ def test_pinned_pipes_are_the_top_fallback_site():
     for record in run.lines:
         assert check_record(record) == [], record
     section = run.summary["fragmenters"]
-    assert section["fallbacks"] >= 64  # 256 MiB pinned beyond the free unmovable pages
+    # 256 MiB pinned beyond the free unmovable pages; one fallback moves at most one
+    # order-10 block (4 MiB; MAX_PAGE_ORDER, include/linux/mmzone.h), so 64 if every
+    # page came that way. Unmovable pages that others free meanwhile serve some of
+    # them (61 seen while QEMU guests ran beside the test): at least half.
+    assert section["fallbacks"] >= 32
     top = section["sites"][0]
     assert "pipe_write" in top["site"] and top["comm"].startswith("python")
     assert top["class"] == "pipe buffers"

@@ -17,6 +17,11 @@ SHARED_FIELDS = ("gfp_flags", "stack", "stall")
 # Fields a call site repeats in every failure: encoded once per distinct tuple.
 SITE_FIELDS = ("order", "gfp", "migratetype", "context", "softirq", "irq", "context_source",
                "requester", "blame", "visibility", "severity", "rule", "warned", "printed")
+# Objects made anew for each failure around members that are shared: the cause
+# evidence (paftrace/cause.py: a request's constant evidence, the zone checks of a
+# sample) and the memory snapshot (paftrace/tracer.py: one per sample, order and mask).
+NESTED_SHARED = {"cause_evidence": ("zones", "gfp_flags", "watermark_rule", "stall"),
+                 "buddyinfo": ("zones",)}
 FRAGMENTS_MAX = 1024
 
 
@@ -90,15 +95,24 @@ class JsonRenderer:
             members = dumps(dict(zip(SITE_FIELDS, site)))[1:-1]
             self._site_members[site] = members
         tail = [(key, self.fragments.text(obj.pop(key))) for key in SHARED_FIELDS]
-        snapshot = obj.pop("buddyinfo")
-        if snapshot is not None:
-            zones = snapshot.get("zones")
-            rest = {k: v for k, v in snapshot.items() if k != "zones"}
-            tail.append(("buddyinfo", splice(rest, [("zones", self.fragments.text(zones))])
-                         if zones is not None else dumps(snapshot)))
-        else:
-            tail.append(("buddyinfo", "null"))
+        evidence, shared = obj["cause_evidence"], failure.shared_evidence
+        if shared is not None and evidence is not None and len(evidence) == len(shared) + 1:
+            # A storm's shared verdict: encoded once, with this failure's age.
+            obj.pop("cause_evidence")
+            tail.append(("cause_evidence", splice(
+                {"sample_age_ms": evidence["sample_age_ms"]}, [],
+                self.fragments.text(shared)[1:-1])))
+        tail += [(key, self._with_shared(obj.pop(key), shared))
+                 for key, shared in NESTED_SHARED.items() if key in obj]
         return splice(obj, tail, members)
+
+    def _with_shared(self, nested: dict | None, shared: tuple[str, ...]) -> str:
+        """`nested` encoded, the members named in `shared` from the fragment cache."""
+        if nested is None:
+            return "null"
+        own = {k: v for k, v in nested.items() if k not in shared}
+        return splice(own, [(k, self.fragments.text(nested[k])) for k in shared
+                            if k in nested])
 
     def event(self, record: dict) -> None:
         self._emit(record)
