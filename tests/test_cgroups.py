@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,41 @@ def test_memcg_lines_in_any_order(lines):
 
     got = memcg_from_lines(lines)
     assert len(got) == sum("memory: usage" in x for x in lines)
+
+
+def _live_sample(ts_ns: int):
+    from paftrace.procfs.buddyinfo import parse_buddyinfo
+    from paftrace.procfs.sampler import build_sample
+    from paftrace.procfs.zoneinfo import parse_zoneinfo
+
+    procfs = DATA / "procfs"
+    return build_sample(ts_ns, parse_buddyinfo((procfs / "buddyinfo.live-6.18-x86").read_text()),
+                        parse_zoneinfo((procfs / "zoneinfo.live-6.18-x86").read_text()))
+
+
+def test_a_storm_shares_one_verdict_and_keeps_each_failures_age(tmp_path):
+    attributor = _host(tmp_path, cache_s=60.0)
+    sample = _live_sample(1_000_000)
+    first, second = _failure(77), replace(_failure(77), ts_ns=9_000_000)
+    attributor.annotate(first, 0x442dc0, 0, sample)
+    attributor.annotate(second, 0x442dc0, 0, sample)
+    assert first.cause == second.cause == "memcg-limit"  # weak: failcnt 57, zones had room
+    assert second.shared_evidence is first.shared_evidence is not None
+    assert (first.cause_evidence["sample_age_ms"], second.cause_evidence["sample_age_ms"]) \
+        == (1.0, 8.0)
+    # The same as judging the second failure afresh, in the same state of the files.
+    fresh = replace(_failure(77), ts_ns=9_000_000)
+    _host(tmp_path / "again").annotate(fresh, 0x442dc0, 0, sample)
+    assert fresh.cause_evidence == second.cause_evidence
+
+
+def test_a_sentence_that_cites_the_age_is_each_failures_own(tmp_path):
+    attributor = _host(tmp_path, cache_s=60.0)
+    sample = _live_sample(1_000_000)
+    first, second = _failure(4242), replace(_failure(4242), ts_ns=9_000_000)
+    for f in (first, second):
+        attributor.annotate(f, 0x442dc0, 0, sample)  # gone: memcg state missing
+    assert first.cause == second.cause == "unknown"
+    assert first.shared_evidence is None and second.shared_evidence is None
+    assert "sampled 1 ms away" in first.cause_evidence["sentence"]
+    assert "sampled 8 ms away" in second.cause_evidence["sentence"]
