@@ -10,16 +10,9 @@ HOST_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu
 POOL=paftrace-vagrant           # the storage pool this check defines (private directory)
 VIRSH=(virsh -q -c qemu:///system)
 
-host_install() {
-    local missing=() pkg
-    for pkg in "${HOST_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    say "installing ${missing[*]}"
-    apt-get update -q >/dev/null
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/lib/apt.sh
+. "$HERE/scripts/lib/apt.sh"
+host_install() { apt_install_missing vagrant-check "${HOST_PACKAGES[@]}"; }
 
 # Names of the libvirt objects of one kind (net|pool|dom), all or only active ones.
 virsh_names() {
