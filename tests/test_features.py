@@ -8,7 +8,7 @@ import pytest
 
 from paftrace.planner import ALLOC_ENTRY_NAMES, PlanError, plan_probes
 from paftrace.tracefs import TracepointFormat, parse_format
-from tests.helpers import DATA
+from tests.helpers import DATA, needs_root
 
 FMT_PFN = parse_format((DATA / "formats" / "mm_page_alloc-6.18.format").read_text())
 FMT_PAGE = parse_format(
@@ -161,3 +161,14 @@ def test_memcg_charge_kretprobe_is_probed(functions, expected):
     assert plan_probes(FakeKernel(kprobes=False, functions=functions)).memcg_kprobe is None
     assert plan_probes(FakeKernel(functions=functions),
                        frozenset({"memcg-kprobe"})).memcg_kprobe is None
+
+
+@needs_root
+def test_the_helper_probe_agrees_with_kallsyms():
+    """The cgroup-id helper is probed by loading a program that calls it (a kallsyms
+    parse took a sixth of start-up): the verifier's answer is kallsyms' answer."""
+    from paftrace.planner import CGROUP_ID_HELPER, HELPER_IDS, helper_loads, kallsyms_text_symbols
+
+    assert helper_loads(HELPER_IDS[CGROUP_ID_HELPER]) is (
+        CGROUP_ID_HELPER in kallsyms_text_symbols())
+    assert helper_loads(10**6) is False  # no such helper: the verifier says EINVAL
