@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,33 @@ def test_event_rates_count_each_workloads_page_allocations(tmp_path):
     assert rates["ops_per_s"] > 0
     assert rates["kmem:mm_page_alloc"] > rates["ops_per_s"] / 2  # a page per fault, at least
     assert rates["kmem:mm_page_alloc_extfrag"] >= 0
+
+
+def test_before_runs_the_other_tree_even_from_a_checkout(tmp_path, monkeypatch):
+    """`--before TREE` runs TREE's paftrace although the bench is started in a checkout
+    (whose own paftrace `python -m` would find first): measured, it had compared the
+    checkout with itself."""
+    import tracers
+
+    tree = tmp_path / "tree"
+    (tree / "paftrace").mkdir(parents=True)
+    (tree / "paftrace" / "__init__.py").write_text("")
+    (tree / "paftrace" / "__main__.py").write_text(
+        "import sys, time\n"
+        "print('{\"type\":\"attached\"}', flush=True)\n"
+        "print('from', __file__, flush=True)\n"
+        "time.sleep(30)\n")
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)  # a checkout with paftrace/
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    run = tracers.Running(tracers.before_tracers(sys.executable, str(tree))[0], scratch)
+    try:
+        run.wait_ready(timeout=30)
+        for _ in range(100):
+            if len(run.stdout_tail) == 2:
+                break
+            time.sleep(0.05)
+        assert run.stdout_tail[-1] == f"from {tree / 'paftrace' / '__main__.py'}"
+    finally:
+        run.proc.kill()
+        run.proc.wait()

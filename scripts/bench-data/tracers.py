@@ -86,8 +86,11 @@ class Running:
         self.stderr_tail: deque[str] = deque(maxlen=5)
         self.failure_lines = 0
         self.stop_s: float | None = None  # SIGINT to exit, when SIGINT alone ended it
+        # In the scratch directory: `python -m` puts the working directory first on
+        # sys.path, so run from a checkout, --before's tree (PYTHONPATH) lost to the
+        # checkout's own paftrace, and old and new measured the same code.
         self.proc = subprocess.Popen(tracer.command(scratch), env=tracer.environment(),
-                                     stdout=subprocess.PIPE,
+                                     cwd=scratch, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, errors="replace",
                                      start_new_session=True, preexec_fn=_default_sigint)
         self._threads = [threading.Thread(target=self._drain, args=(s, t), daemon=True)
