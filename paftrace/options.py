@@ -84,6 +84,15 @@ def comm_words(comm: str) -> tuple[int, int]:
     return int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")
 
 
+# The tracer's niceness once its probes are attached. In a failure storm its Python
+# (about 40 us per record) competed with the failing workload for the CPU: scripts/bench's
+# workload (c) on 2 CPUs ran at 0.90-0.92 of its rate with paftrace at nice 0, 0.95-0.96
+# at nice 10 or 19 (bpftrace, which prints nothing per event: 0.95-0.98). Nice 10 still
+# gets about a tenth of a CPU from a busy nice-0 neighbour, 2,700 records/s; the ring
+# buffer holds bursts and anything lost is counted.
+DEFAULT_NICE = 10
+
+
 @dataclass(frozen=True)
 class TraceOptions:
     order_min: int = 0
@@ -102,6 +111,7 @@ class TraceOptions:
     cgroup: str | None = None  # --cgroup PATH: this cgroup and below
     # cgroup2 ids of that subtree when PATH is on the cgroup2 mount: filtered in the kernel
     cgroup_ids: frozenset[int] = field(default_factory=frozenset)
+    nice: int = DEFAULT_NICE  # --nice: 0 keeps the priority paftrace was started with
 
     @property
     def order_label(self) -> str:

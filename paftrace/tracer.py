@@ -311,6 +311,15 @@ class Tracer:
         self.session.close()
 
 
+def yield_to_workload(nice: int) -> None:
+    """Once attached, let the workload being traced have the CPU first: this thread's
+    niceness becomes at least `nice` (options.DEFAULT_NICE says why). Never raised back:
+    a paftrace started under `nice -n 15` stays there."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)  # Linux: the calling thread
+
+
 def silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush of what is still
     buffered cannot raise a second BrokenPipeError (Python's documented recipe:
@@ -377,6 +386,7 @@ def run_trace(options: TraceOptions, mode: str, duration: float | None, interval
             interval=interval,
             pagetypeinfo_period=TRACE_PAGETYPEINFO_PERIOD_S if os.geteuid() == 0 else None)
         tracer = Tracer(session, options, renderer, memory)
+        yield_to_workload(options.nice)
         summary = tracer.run(stop, duration, interval, live_allocations=mode == "live")
         renderer.finish(summary)
     except LoaderError as exc:

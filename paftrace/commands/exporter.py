@@ -95,7 +95,7 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
         TracerCollector,
     )
     from paftrace.session import TraceSession  # noqa: PLC0415
-    from paftrace.tracer import StopFlag, Tracer, error  # noqa: PLC0415
+    from paftrace.tracer import StopFlag, Tracer, error, yield_to_workload  # noqa: PLC0415
 
     caps = own_capabilities()
     missing = missing_for_tracing(caps)
@@ -122,6 +122,7 @@ def run_exporter(options: TraceOptions, host: str, port: int, max_sites: int,
     try:
         session = TraceSession(options)
         tracer = Tracer(session, options, sink)
+        yield_to_workload(options.nice)  # this thread only: scrapes keep their priority
         info = ExporterInfo(kernel=session.kernel_release, order=options.order_min,
                             probes=session.attached(), refused=list(session.refused))
         registry.register(TracerCollector(TracerCounters(tracer), sink, info))

@@ -8,6 +8,7 @@ import click
 
 from paftrace.commands import TRACE_EXAMPLES
 from paftrace.options import (
+    DEFAULT_NICE,
     MAX_INTERVAL_S,
     MIN_INTERVAL_S,
     OptionError,
@@ -91,13 +92,17 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
               help="Distinct kernel stacks kept in the kernel.")
 @click.option("--no-feature", "disabled", multiple=True, callback=_features,
               metavar="NAME", help="Force a fallback path: " + ", ".join(FEATURES) + ".")
+@click.option("--nice", type=click.IntRange(0, 19), default=DEFAULT_NICE, show_default=True,
+              help="Niceness once attached: the traced workload gets the CPU first (0: keep "
+                   "the priority paftrace started with). Records it cannot keep up with are "
+                   "counted as lost.")
 @click.option("--dry-run", is_flag=True, help="Print the probe plan and exit.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the BPF C and cflags, exit.")
 def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pid: bool,
           comm: str | None, cgroup: str | None, atomic_only: bool, warn_only: bool,
           duration: float | None, interval: float, as_json: bool, plain: bool,
           stack_sample: int, stack_storage_size: int,
-          disabled: frozenset[str], dry_run: bool, ebpf: bool) -> None:
+          disabled: frozenset[str], nice: int, dry_run: bool, ebpf: bool) -> None:
     """Trace failing page allocations live (the default command)."""
     from paftrace.tracer import run_trace  # noqa: PLC0415 - keeps `--help` fast
 
@@ -111,6 +116,7 @@ def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pi
         order_min=orders[0], order_max=orders[1], trace_all=trace_all, pid=pid, comm=comm,
         atomic_only=atomic_only, warn_only=warn_only, disabled=disabled,
         stack_storage=stack_storage_size, sample_every=stack_sample, cgroup=cgroup,
+        nice=nice,
     )
     mode = "json" if as_json else "plain" if plain or not sys.stdout.isatty() else "live"
     sys.exit(run_trace(options, mode=mode, duration=duration, interval=interval,
