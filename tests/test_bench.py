@@ -207,3 +207,12 @@ def test_before_runs_the_other_tree_even_from_a_checkout(tmp_path, monkeypatch):
     finally:
         run.proc.kill()
         run.proc.wait()
+
+
+def test_storm_ab_is_reachable_from_the_bench_command():
+    import subprocess
+
+    out = subprocess.run([str(BENCH_DATA.parent / "bench"), "--storm-ab", "--help"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--rounds" in out.stdout and "--tree" in out.stdout

@@ -1,0 +1,91 @@
+"""What slows the failure storm (workload (c)) while paftrace is attached: its BPF or
+its Python? Root; about 2 minutes. Interleaved rounds, medians as ratios of no tracer:
+
+  nice0     paftrace -o 4 --json --nice 0 (output to /dev/null)
+  nice10    the same at the default niceness, 10
+  bpf-only  paftrace attached, then stopped (SIGSTOP): its BPF runs, its Python does not
+  bpftrace  the stack-keyed one-liner of scripts/bench
+
+  scripts/bench --storm-ab [--rounds 6] [--seconds 2] [--tree DIR]
+
+`--tree`: the paftrace source tree to run (default: this checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import workloads as wl
+from tracers import BPFTRACE_ONE_LINER
+
+SETTLE_S = 2.5  # attached, kallsyms read by the warm-up thread (paftrace/symbols.py)
+VARIANTS = ("none", "nice0", "nice10", "bpf-only", "bpftrace")
+
+
+def start(variant: str, tree: str) -> subprocess.Popen | None:
+    if variant == "none":
+        return None
+    if variant == "bpftrace":
+        argv = ["bpftrace", "-e", BPFTRACE_ONE_LINER]
+    else:
+        nice = "0" if variant in ("nice0", "bpf-only") else "10"
+        argv = [sys.executable, "-m", "paftrace", "--order", "4", "--json", "--nice", nice]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": tree}, cwd=tempfile.gettempdir())
+    time.sleep(SETTLE_S)
+    if proc.poll() is not None:
+        raise SystemExit(f"storm_ab: {variant} exited with {proc.returncode} while starting")
+    if variant == "bpf-only":
+        proc.send_signal(signal.SIGSTOP)
+    return proc
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--tree", default=str(Path(__file__).resolve().parents[2]))
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("storm_ab: run as root (BPF, memory cgroups)")
+    with tempfile.TemporaryDirectory(prefix="paftrace-storm-ab-") as work:
+        exe = wl.build(Path(work))
+        rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        for r in range(args.rounds):
+            for variant in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+                proc = start(variant, args.tree)
+                try:
+                    rates[variant].append(wl.run(exe, "fail", args.seconds).rate)
+                finally:
+                    stop(proc)
+    base = statistics.median(rates["none"])
+    for variant, values in rates.items():
+        median = statistics.median(values)
+        spread = (max(values) - min(values)) / median if median else 0.0
+        print(f"{variant:9} {median:8.0f} failures/s  ratio {median / base:.3f}  "
+              f"spread {100 * spread:.0f}%  runs {[round(v) for v in values]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
