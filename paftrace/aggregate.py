@@ -73,7 +73,10 @@ class FailureAggregator:
         self.total = 0
 
     def add(self, failure: Failure) -> CallSite:
-        site = self.sites.setdefault(call_site_key(failure), CallSite(sample=failure))
+        key = call_site_key(failure)
+        site = self.sites.get(key)
+        if site is None:  # not setdefault: that built a CallSite for every failure
+            site = self.sites[key] = CallSite(sample=failure)
         site.add(failure)
         self.recent.append(failure)
         self.by_context[failure.context] += 1

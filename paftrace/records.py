@@ -87,6 +87,11 @@ class Failure:
     shared_evidence: dict | None = field(default=None, repr=False, compare=False)
     type: str = field(default="failure")
 
+    @staticmethod
+    def json_fields() -> tuple[str, ...]:
+        """The JSON object's keys after "type" (and "comm_raw", when present)."""
+        return _FAILURE_JSON_FIELDS
+
     def to_json(self) -> dict:
         # Shallow on purpose: asdict() deep-copies and was 40% of a record's cost.
         out = {"type": self.type}

@@ -23,6 +23,10 @@ SITE_FIELDS = ("order", "gfp", "migratetype", "context", "softirq", "irq", "cont
 NESTED_SHARED = {"cause_evidence": ("zones", "gfp_flags", "watermark_rule", "stall"),
                  "buddyinfo": ("zones",)}
 FRAGMENTS_MAX = 1024
+NESTED_BUT_EVIDENCE = {k: v for k, v in NESTED_SHARED.items() if k != "cause_evidence"}
+# The record's own fields: the rest are spliced in from the caches above.
+_OWN_FIELDS = tuple(name for name in Failure.json_fields()
+                    if name not in (*SITE_FIELDS, *SHARED_FIELDS, *NESTED_SHARED))
 
 
 # One encoder: json.dumps with arguments builds a new one per call.
@@ -86,24 +90,28 @@ class JsonRenderer:
         """The failure object as json.dumps would write it, up to key order: the
         record's own fields, then its call site's (from cache), then the shared
         fields and the memory snapshot (its zones from cache)."""
-        obj = failure.to_json()
-        site = tuple(obj.pop(key) for key in SITE_FIELDS)
+        obj = {"type": failure.type}
+        obj.update((name, getattr(failure, name)) for name in _OWN_FIELDS)
+        if failure.comm_raw is not None:
+            obj["comm_raw"] = failure.comm_raw
+        site = tuple(getattr(failure, key) for key in SITE_FIELDS)
         members = self._site_members.get(site)
         if members is None:
             if len(self._site_members) >= FRAGMENTS_MAX:
                 self._site_members.clear()
             members = dumps(dict(zip(SITE_FIELDS, site)))[1:-1]
             self._site_members[site] = members
-        tail = [(key, self.fragments.text(obj.pop(key))) for key in SHARED_FIELDS]
-        evidence, shared = obj["cause_evidence"], failure.shared_evidence
+        tail = [(key, self.fragments.text(getattr(failure, key))) for key in SHARED_FIELDS]
+        evidence, shared = failure.cause_evidence, failure.shared_evidence
+        nested = NESTED_SHARED
         if shared is not None and evidence is not None and len(evidence) == len(shared) + 1:
             # A storm's shared verdict: encoded once, with this failure's age.
-            obj.pop("cause_evidence")
             tail.append(("cause_evidence", splice(
                 {"sample_age_ms": evidence["sample_age_ms"]}, [],
                 self.fragments.text(shared)[1:-1])))
-        tail += [(key, self._with_shared(obj.pop(key), shared))
-                 for key, shared in NESTED_SHARED.items() if key in obj]
+            nested = NESTED_BUT_EVIDENCE
+        tail += [(key, self._with_shared(getattr(failure, key), names))
+                 for key, names in nested.items()]
         return splice(obj, tail, members)
 
     def _with_shared(self, nested: dict | None, shared: tuple[str, ...]) -> str:
