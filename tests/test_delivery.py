@@ -230,7 +230,8 @@ def test_run_trace_says_what_an_error_cost_before_its_traceback(monkeypatch, cap
     worker.start()
     try:
         with pytest.raises(RuntimeError, match="renderer bug"):
-            paftrace.tracer.run_trace(TraceOptions(order_min=4, order_max=4), "json",
+            # nice=0: in-process, --nice would lower the test runner's own priority
+            paftrace.tracer.run_trace(TraceOptions(order_min=4, order_max=4, nice=0), "json",
                                       duration=60, interval=1.0)
     finally:
         done.set()
