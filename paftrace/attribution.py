@@ -204,9 +204,9 @@ class Attributor:
         if hit is not None and all(a is b for a, b in zip(hit[0], situation)):
             failure.cause, shared = hit[1], hit[2]
         else:
-            failure.cause, evidence = self._judge(
+            failure.cause, evidence, cites_age = self._judge(
                 failure, req, sample, age, memcg, charge_refused, restriction, cgroup)
-            if evidence.pop("cites_age"):  # this failure's own sentence
+            if cites_age:  # this failure's own sentence
                 failure.cause_evidence = evidence
                 return
             shared = {k: v for k, v in evidence.items() if k != "sample_age_ms"}
@@ -219,8 +219,8 @@ class Attributor:
     def _judge(self, failure: Failure, req: Request, sample: MemorySample | None,
                age: float | None, memcg: MemcgFacts | None, charge_refused: bool | None,
                restriction: NodeRestriction | None, cgroup: dict) -> tuple[str, dict, bool]:
-        """(cause, evidence with advice and `cites_age`: whether the sentence is this
-        failure's own, not shared by failures in the same situation)."""
+        """(cause, evidence with advice, whether the sentence cites the sample's age:
+        then it is this failure's own, not shared by failures in the same situation)."""
         if memcg is not None and charge_refused is not None:
             memcg = replace(memcg, charge_refused=charge_refused)
         result = classify(req, sample, age, memcg, restriction, failure.stall,
@@ -228,8 +228,7 @@ class Attributor:
         evidence = result.to_json()
         evidence["advice"] = [{"text": text, "evidence": ev} for text, ev in
                               cause_advice(result.cause, result.evidence, cgroup)]
-        evidence["cites_age"] = result.cites_age
-        return result.cause, evidence
+        return result.cause, evidence, result.cites_age
 
 
 class CgroupFilter:
