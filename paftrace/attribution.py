@@ -91,13 +91,9 @@ class Attributor:
         self._zone_checks = ZoneChecks()
         self._verdicts: dict[tuple, tuple[tuple, str, dict]] = {}
 
-    def cgroup_of(self, failure: Failure, cgroup_id: int) -> dict:
-        """The `cgroup` object of a failure record (README JSON contract); a copy, as
-        records are rendered independently."""
-        return dict(self._shared_cgroup(failure, cgroup_id))
-
     def _shared_cgroup(self, failure: Failure, cgroup_id: int) -> dict:
-        """The cached object behind cgroup_of(): shared, so never changed."""
+        """The `cgroup` object of a failure record (README JSON contract), cached and
+        shared, so never changed: each record gets a copy (annotate)."""
         key = (failure.pid, cgroup_id, failure.context)
         return self._cgroups.get(key, lambda: self._cgroup_of(failure, cgroup_id))
 
@@ -188,7 +184,7 @@ class Attributor:
         """Fill failure.cgroup, failure.cause and failure.cause_evidence. `charge_refused`:
         what the memcg charge kretprobe saw for this failure (None without it)."""
         cgroup = self._shared_cgroup(failure, cgroup_id)
-        failure.cgroup = dict(cgroup)
+        failure.cgroup = dict(cgroup)  # a copy, as records are rendered independently
         req = self.request(failure.order, mask, failure.context)
         memcg = self.memcg_facts(cgroup) if "__GFP_ACCOUNT" in req.flags and \
             failure.context == "process" else None

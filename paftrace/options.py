@@ -88,9 +88,9 @@ def comm_words(comm: str) -> tuple[int, int]:
 # (about 40 us per record) competed with the failing workload for the CPU: scripts/bench's
 # workload (c) on 2 CPUs ran at 0.90-0.94 of its rate with paftrace at nice 0, 0.95-0.96
 # at nice 10 or 19 (bpftrace, which prints nothing per event: 0.95-1.00; docs/PERFORMANCE.md,
-# "Issue 19 on a quiet machine"). Nice 10 still
-# gets about a tenth of a CPU from a busy nice-0 neighbour, 2,700 records/s; the ring
-# buffer holds bursts and anything lost is counted.
+# "Issue 19 on a quiet machine"). Nice 10 still gets about a tenth of a CPU from a busy
+# nice-0 neighbour, 2,700 records/s; the ring buffer holds bursts and anything lost is
+# counted.
 DEFAULT_NICE = 10
 
 
