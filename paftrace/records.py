@@ -92,10 +92,12 @@ class Failure:
         """The JSON object's keys after "type" (and "comm_raw", when present)."""
         return _FAILURE_JSON_FIELDS
 
-    def to_json(self) -> dict:
+    def to_json(self, fields: tuple[str, ...] | None = None) -> dict:
+        """The JSON object; `fields`: only these of json_fields() (the JSON renderer
+        splices the others in from its caches)."""
         # Shallow on purpose: asdict() deep-copies and was 40% of a record's cost.
         out = {"type": self.type}
-        out.update((name, getattr(self, name)) for name in _FAILURE_JSON_FIELDS)
+        out.update((name, getattr(self, name)) for name in fields or _FAILURE_JSON_FIELDS)
         if self.comm_raw is not None:
             out["comm_raw"] = self.comm_raw
         return out

@@ -90,10 +90,7 @@ class JsonRenderer:
         """The failure object as json.dumps would write it, up to key order: the
         record's own fields, then its call site's (from cache), then the shared
         fields and the memory snapshot (its zones from cache)."""
-        obj = {"type": failure.type}
-        obj.update((name, getattr(failure, name)) for name in _OWN_FIELDS)
-        if failure.comm_raw is not None:
-            obj["comm_raw"] = failure.comm_raw
+        obj = failure.to_json(_OWN_FIELDS)
         site = tuple(getattr(failure, key) for key in SITE_FIELDS)
         members = self._site_members.get(site)
         if members is None:
