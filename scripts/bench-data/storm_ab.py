@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import benchstats as st
 import workloads as wl
 from tracers import BPFTRACE_ONE_LINER
 
@@ -72,18 +72,18 @@ def main() -> int:
         exe = wl.build(Path(work))
         rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
         for r in range(args.rounds):
-            for variant in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+            for variant in st.rotation(VARIANTS, r):
                 proc = start(variant, args.tree)
                 try:
                     rates[variant].append(wl.run(exe, "fail", args.seconds).rate)
                 finally:
                     stop(proc)
-    base = statistics.median(rates["none"])
+    base = st.spread(rates["none"]).median
     for variant, values in rates.items():
-        median = statistics.median(values)
-        spread = (max(values) - min(values)) / median if median else 0.0
-        print(f"{variant:9} {median:8.0f} failures/s  ratio {median / base:.3f}  "
-              f"spread {100 * spread:.0f}%  runs {[round(v) for v in values]}")
+        runs = st.spread(values)
+        print(f"{variant:9} {runs.median:8.0f} failures/s  "
+              f"ratio {st.ratio(runs.median, base):.3f}  spread {runs.spread_pct:.0f}%  "
+              f"runs {[round(v) for v in values]}")
     return 0
 
 
