@@ -99,4 +99,3 @@ def test_session_close_hands_the_probes_to_a_helper_that_frees_them() -> None:
     assert perf_event_fds() == []  # the tracer itself holds nothing more
     assert helper.wait(timeout=60) == 0  # the helper frees them and ends by itself
     assert not [p for p in programs if prog_exists(p)]  # nothing stays loaded
-
