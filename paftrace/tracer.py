@@ -140,9 +140,9 @@ class Tracer:
         assert self.memory is not None
         try:
             self.memory.latest()  # re-reads at most once per interval
+            return self.memory.near(failure.ts_ns)
         except OSError:
             return None
-        return self.memory.nearest(failure.ts_ns)
 
     def _send_sample(self, sample: MemorySample) -> None:
         """Each sample goes into the stream once, so a failure's `sample_ts_ns` points at

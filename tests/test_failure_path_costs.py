@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -177,3 +178,37 @@ def test_all_counts_through_the_slots_match_the_per_order_counter(tmp_path):
     counted = sum(r["count"] for r in summary["allocations"] if r["order"] == 0)
     order0 = summary["orders"]["0"]
     assert counted == pytest.approx(order0["attempts"] - order0["failures"], rel=0.01)
+
+
+@pytest.fixture
+def fake_proc(tmp_path: Path) -> Path:
+    (tmp_path / "buddyinfo").write_text(
+        "Node 0, zone   Normal    100     50     25     12      6      3      1      0      0"
+        "      0      0\n")
+    return tmp_path
+
+
+def test_a_failure_far_from_every_sample_gets_a_fresh_one(fake_proc: Path):
+    sampler = MemorySampler(interval=1.0, proc=str(fake_proc))
+    now = time.monotonic_ns()
+    sampler.history.append(sample(now - 900_000_000))  # just before the next periodic read
+    got = sampler.near(now)
+    assert got is sampler.history[-1] and got.ts_ns >= now and len(sampler.history) == 2
+    assert got.zones[0].free[4] == 6  # read from the files, not a copy of the old one
+
+
+def test_a_failure_near_a_sample_reads_nothing(fake_proc: Path):
+    sampler = MemorySampler(interval=1.0, proc=str(fake_proc))
+    now = time.monotonic_ns()
+    old = sample(now - 300_000_000)
+    sampler.history.append(old)
+    assert sampler.near(now) is old and len(sampler.history) == 1
+
+
+def test_a_backlog_of_old_failures_reads_once_per_half_interval(fake_proc: Path):
+    sampler = MemorySampler(interval=1.0, proc=str(fake_proc))
+    now = time.monotonic_ns()
+    sampler.history.append(sample(now - 5_000_000_000))
+    for back in range(40):  # failures from 4 s ago, decoded late
+        sampler.near(now - 4_000_000_000 + back * 1_000_000)
+    assert len(sampler.history) == 2

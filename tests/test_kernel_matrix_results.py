@@ -222,3 +222,63 @@ def test_no_fragmenting_fallback_in_a_guest_is_a_problem(tmp_path: Path):
     # the host cannot be churned that far (lazily accepted memory): not asked of it
     host = analyse(frag_guest(tmp_path / "h", whole_blocks_only), where="host")
     assert not any("fragmenting" in p for p in host.problems)
+
+
+NETRX = DATA / "guest-6.1-netrx"
+NETRX_FILES = ("netrx.rc", "netrx.out", "netrx.err", "netrx-trace.out")
+
+
+def netrx_guest(tmp_path: Path, files: dict[str, str] | None = None) -> Path:
+    """The live 6.1 guest with the recorded seed's case (NET_RX failures) of a 6.1 guest;
+    `files` (name: text) replaces some of them."""
+    guest = Path(shutil.copytree(GUEST_OK, tmp_path / "guest"))
+    for name in NETRX_FILES:
+        shutil.copy(NETRX / name, guest / name)
+    for name, text in (files or {}).items():
+        (guest / name).write_text(text)
+    return guest
+
+
+def test_seed_case_guest_counts_its_net_rx_failures(tmp_path: Path):
+    result = analyse(netrx_guest(tmp_path))
+    recorded = [r for r in json_lines((NETRX / "netrx-trace.out").read_text())
+                if r.get("type") == "failure"]
+    lost = json.loads((NETRX / "netrx.out").read_text())["lost"]
+    assert result.netrx_failures == len(recorded) == lost > 0
+    assert result.netrx_lost == lost and result.netrx_error is None
+    assert not result.problems
+    assert f"{lost} ({lost} lost)" in render_table([result])
+
+
+def test_no_net_rx_failure_in_a_guest_is_a_problem(tmp_path: Path):
+    kept = [line for line in (NETRX / "netrx-trace.out").read_text().splitlines()
+            if '"type":"failure"' not in line.replace(" ", "")]
+    result = analyse(netrx_guest(tmp_path, {"netrx-trace.out": "\n".join(kept) + "\n"}))
+    lost = json.loads((NETRX / "netrx.out").read_text())["lost"]
+    assert result.netrx_failures == 0
+    assert result.problems == [f"no order-4 failure caught in NET_RX while the free blocks "
+                               f"were held ({lost} echo replies lost)"]
+
+
+def test_a_failure_elsewhere_is_not_the_seeds_case(tmp_path: Path):
+    def moved(line: str) -> str:
+        return line.replace('"softirq":"NET_RX"', '"softirq":"TIMER"')
+
+    text = "\n".join(map(moved, (NETRX / "netrx-trace.out").read_text().splitlines()))
+    assert analyse(netrx_guest(tmp_path, {"netrx-trace.out": text})).netrx_failures == 0
+
+
+def test_net_rx_scenario_error_is_said(tmp_path: Path):
+    result = analyse(netrx_guest(tmp_path, {
+        "netrx.rc": "1\n", "netrx.out": "",
+        "netrx.err": "softirq-highorder: ip link add veth0: Unknown device type\n"}))
+    assert result.problems == ["the NET_RX scenario failed: softirq-highorder: ip link add "
+                               "veth0: Unknown device type"]
+
+
+def test_net_rx_skipped_on_a_big_host_is_not_applicable(tmp_path: Path):
+    guest = netrx_guest(tmp_path, {"netrx.rc": "skipped\n"})
+    result = analyse(guest, where="host")
+    assert (result.netrx_failures, result.netrx_lost) == (None, None)
+    assert not result.problems
+    assert render_table([result]).splitlines()[2].rstrip().endswith("n/a")

@@ -84,7 +84,9 @@ def render_doc(results: list[KernelResult], suites: dict[str, str]) -> str:
         "(`page allocation failure`, from a test module asking ZONE_DMA for order-10 blocks "
         "without `__GFP_NOWARN`), then `paftrace frag` while nearly all free memory is "
         "churned into order-0 holes and pipes are pinned (fragmenting fallbacks, pipe writes "
-        "on top). The host row is the CI machine itself. Guests run on one TCG thread "
+        "on top), and last the seed's case: order-4 `GFP_ATOMIC` reply buffers built in the "
+        "NET_RX softirq (ICMP echo over a veth pair) while the blocks of order >= 4 left "
+        "are held, which fail. The host row is the CI machine itself. Guests run on one TCG thread "
         "(with one per vCPU they hung now and then at a tracepoint's patched NOP); a "
         "guest that hangs anyway is booted once more and its first boot is reported "
         "beside its verdict.",
@@ -95,7 +97,10 @@ def render_doc(results: list[KernelResult], suites: dict[str, str]) -> str:
         "",
         "seen/provoked: selftest failures; silent: order-5 `__GFP_NOWARN` failures marked "
         "silent in the live trace; printed: the kernel logged the order-10 failure; marked: "
-        "paftrace marked that failure `reported`; n/a: no kprobes or no test module.",
+        "paftrace marked that failure `reported`; NET_RX failures: order-4 failures the "
+        "trace caught in softirq NET_RX, and the echo replies the scenario lost (one per "
+        "failure; n/a on the host, whose memory is too large to hold); n/a: no kprobes or no "
+        "test module.",
         "",
         render_markdown_table(results),
         "",

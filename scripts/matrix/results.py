@@ -17,6 +17,7 @@ from paftrace.planner import ALLOC_ENTRY_NAMES, WARN_NAMES
 # What the payload provokes in its live trace (scripts/matrix/payload).
 SILENT_ORDER = 5   # python -m paftrace.workloads.provoke -o 5: GFP_KERNEL_ACCOUNT|__GFP_NOWARN
 WARN_ORDER = 10    # pafwarn.ko: GFP_KERNEL|GFP_DMA|__GFP_NORETRY, printed by warn_alloc
+NETRX_ORDER = 4    # python -m paftrace.workloads.scenarios.softirq_cli -o 4 --drain
 WARN_LINE = re.compile(r"page allocation failure: order:(\d+)")
 # What a guest's serial console says when it hangs (scripts/matrix/payload marks each
 # step; kernel/watchdog.c prints the lockup, then each CPU's registers with RIP).
@@ -49,6 +50,11 @@ class KernelResult:
     frag_fallbacks: int | None = None   # `paftrace frag`: fallbacks while pipes were pinned
     frag_fragmenting: int | None = None
     frag_top_site: str | None = None    # the top fragmenter's call site and task
+    # The seed's case (issue 13): order-4 failures caught in softirq NET_RX while every
+    # free block of order >= 4 was held, and the echo replies lost meanwhile; None: not run
+    netrx_failures: int | None = None
+    netrx_lost: int | None = None
+    netrx_error: str | None = None      # the scenario's own error line, when it failed
     problems: list[str] = field(default_factory=list)
     # Why an earlier boot of this kernel hung (scripts/matrix/run.py boots it once more):
     # said in the table and the docs, never dropped.
@@ -149,8 +155,22 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         result.frag_fragmenting = section["fragmenting"]
         top = section["sites"][0] if section["sites"] else None
         result.frag_top_site = f"{top['site']} ({top['comm']})" if top else None
+    netrx_rc = _text(directory, "netrx.rc").strip()
+    if netrx_rc and netrx_rc != "skipped":
+        result.netrx_failures = sum(1 for f in json_lines(_text(directory, "netrx-trace.out"))
+                                    if f.get("type") == "failure" and is_netrx_failure(f))
+        result.netrx_lost = _last_json(_text(directory, "netrx.out")).get("lost")
+        if netrx_rc != "0":
+            result.netrx_error = (_text(directory, "netrx.err").strip().splitlines()
+                                  or [f"exit {netrx_rc}"])[-1]
     result.problems = problems(result, selftest, attached, guest_trouble(directory))
     return result
+
+
+def is_netrx_failure(failure: dict) -> bool:
+    """The seed's failure: an order-4 reply buffer that NET_RX could not get."""
+    return (failure.get("order") == NETRX_ORDER and failure.get("context") == "softirq"
+            and failure.get("softirq") == "NET_RX")
 
 
 def guest_trouble(directory: Path) -> str | None:
@@ -216,6 +236,13 @@ def problems(r: KernelResult, selftest: dict, attached: dict,
     if r.where == "qemu" and r.frag_fallbacks is not None and not r.frag_fragmenting:
         out.append(f"no fragmenting fallback while pipes were pinned into churned memory "
                    f"({r.frag_fallbacks} fallbacks, all of whole pageblocks)")
+    # The seed's case: with every free block of order >= 4 held, each order-4 reply
+    # allocation in NET_RX must fail (and the trace catch it), in every guest.
+    if r.netrx_error:
+        out.append(f"the NET_RX scenario failed: {r.netrx_error}")
+    elif r.where == "qemu" and r.netrx_failures == 0:
+        out.append(f"no order-{NETRX_ORDER} failure caught in NET_RX while the free blocks "
+                   f"were held ({r.netrx_lost} echo replies lost)")
     return out
 
 
@@ -230,7 +257,7 @@ def _yes(value: bool | None) -> str:
 def table_rows(results: list[KernelResult]) -> list[list[str]]:
     rows = [["kernel", "where", "selftest", "seen/provoked", "ring", "irq tp", "warn_alloc",
              "alloc entry kprobe", "NET_RX allocs", "silent", "printed", "marked",
-             "stall before"]]
+             "stall before", "NET_RX failures"]]
     for r in results:
         rows.append([
             r.kernel, r.where, r.selftest, f"{r.failures_seen}/{r.failures_provoked}",
@@ -240,6 +267,7 @@ def table_rows(results: list[KernelResult]) -> list[list[str]]:
             str(r.softirq_allocations), f"{r.silent_seen}/{r.silent_provoked}",
             _yes(r.warn_printed), _yes(r.warn_marked),
             "n/a" if r.warn_stall_ms is None else f"{r.warn_stall_ms:.1f} ms compaction",
+            "n/a" if r.netrx_failures is None else f"{r.netrx_failures} ({r.netrx_lost} lost)",
         ])
     return rows
 

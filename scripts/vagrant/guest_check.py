@@ -4,10 +4,11 @@
 
 Runs what a user would, with the installed `paftrace` (doctor, selftest, a trace of
 scripts/provoke's failures), checks the kprobe paths (warn_alloc marking, time in the
-allocator) and then the seed's case: memory fragmented with scripts/fragment until no free
-block of order >= 3 is left, then scripts/softirq-highorder's order-4 GFP_ATOMIC replies in
-NET_RX, traced. Progress goes to stderr with each command's output; the last stdout line is
-one JSON object for the host.
+allocator) and then the seed's case: memory fragmented with scripts/fragment, which also
+holds the free blocks of order >= 3 the churn left or compaction builds (--drain), until
+none is left; then scripts/softirq-highorder's order-4 GFP_ATOMIC replies in NET_RX, traced.
+Progress goes to stderr with each command's output; the last stdout line is one JSON object
+for the host.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def fragment_until_no_block(hold: float) -> tuple[subprocess.Popen[str] | None, 
     for margin in MARGINS:
         share = meminfo_mib("MemAvailable") - 128 - margin  # MiB this attempt fragments
         cmd = [str(SCRIPTS / "fragment"), "--mib", str(share), "--small-pcp", "--hold",
-               str(hold), "-o", str(FRAGMENT_BELOW)]
+               str(hold), "-o", str(FRAGMENT_BELOW), "--drain"]
         log("$ " + " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         states = {}
@@ -140,6 +141,7 @@ def fragment_until_no_block(hold: float) -> tuple[subprocess.Popen[str] | None, 
         attempt = {"asked_mib": share, "mib": states.get("before", {}).get("mib"),
                    "free_blocks_before": states.get("before", {}).get("free_blocks"),
                    "free_blocks_fragmented": fragmented and fragmented["free_blocks"],
+                   "drained_mib": fragmented and fragmented.get("drained_mib"),
                    "buddyinfo": buddyinfo()}
         attempts.append(attempt)
         log(f"fragment {share} MiB: {json.dumps(attempt)}")
@@ -174,9 +176,11 @@ def seed_case() -> dict:
     try:
         if fragmenter is not None:
             at_start = {"free_blocks_ge3": free_blocks(FRAGMENT_BELOW), "buddyinfo": buddyinfo()}
+            # --drain: what fragment's drain cannot hold — the blocks only atomic requests
+            # may take (below the min watermark) — is held by the replies themselves
             _, softirq = run_json("scripts/softirq-highorder", [
                 str(SCRIPTS / "softirq-highorder"), "-o", str(ORDER), "--seconds",
-                str(SOFTIRQ_SECONDS)], SOFTIRQ_SECONDS + 120)
+                str(SOFTIRQ_SECONDS), "--drain"], SOFTIRQ_SECONDS + 120)
             softirq["at_start"] = at_start
             softirq["at_end"] = {"free_blocks_ge3": free_blocks(FRAGMENT_BELOW),
                                  "buddyinfo": buddyinfo()}

@@ -4,8 +4,10 @@ A child (paftrace.workloads.scenarios.fragment) touches a share of the available
 4K pages, then frees every other page: the freed pages are order-0 blocks whose
 buddies are still in use, so they cannot merge back into high-order blocks. The
 child holds that state for --hold seconds, then exits and its memory is freed.
-Between phases this prints, as JSON lines, the free blocks of --order and above
-and the free order-0 blocks, from /proc/buddyinfo.
+With --drain, the free blocks of --order and above that the churn left (or compaction
+builds meanwhile) are taken too and held (scenarios.drain), so that a request of that
+order finds no free block while it holds. Between phases this prints, as JSON lines, the
+free blocks of --order and above and the free order-0 blocks, from /proc/buddyinfo.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from paftrace.workloads.scenarios.common import (
     run_scenario,
     small_pcp_lists,
 )
+from paftrace.workloads.scenarios.drain import draining
 
 MAX_MIB = 4096  # paftrace.workloads.scenarios.fragment's own bound
 MAX_HOLD = 3600.0
@@ -37,6 +40,7 @@ examples:
   sudo scripts/fragment                     # half of MemAvailable, held 30 s
   sudo scripts/fragment --mib 300 --hold 5 --small-pcp   # small and short (CI)
   sudo scripts/fragment --share 85 -o 4     # a 1 GiB VM: order-4 blocks run out
+  sudo scripts/fragment --share 60 -o 4 --drain --hold 60   # no free block >= order 4
 
 While it holds, `paftrace buddyinfo` shows order-0 counts up and fewer blocks of
 high orders; `sudo paftrace -o 4+ --atomic-only` shows atomic high-order requests
@@ -60,20 +64,23 @@ def state(phase: str, order: int, **extra: object) -> dict:
             "order0_blocks": free_blocks(0) - free_blocks(1), **extra}
 
 
-def run(mib: int, hold: float, order: int, small_pcp: bool) -> None:
+def run(mib: int, hold: float, order: int, small_pcp: bool, drain: bool) -> None:
     if os.geteuid() == 0:  # what a killed --small-pcp run left (no-op if nothing)
         for line in PCP_FRACTION.recover():
             print(f"fragment: {line}", file=sys.stderr, flush=True)
     with small_pcp_lists() if small_pcp else contextlib.nullcontext():
-        fragment(mib, hold, order)
+        fragment(mib, hold, order, drain)
 
 
-def fragment(mib: int, hold: float, order: int) -> None:
+def fragment(mib: int, hold: float, order: int, drain: bool) -> None:
     emit(state("before", order, mib=mib, hold=hold))
-    with fragmenting(mib, hold + 5, lambda _: emit(state("touched", order))) as child:
-        emit(state("fragmented", order, freed_pages=child["freed_pages"], pid=child["pid"]))
+    with fragmenting(mib, hold + 5, lambda _: emit(state("touched", order))) as child, \
+            (draining(order) if drain else contextlib.nullcontext()) as drained:
+        drain_report = drained.report if drained else dict
+        emit(state("fragmented", order, freed_pages=child["freed_pages"], pid=child["pid"],
+                   **drain_report()))
         time.sleep(hold)
-        emit(state("held", order))
+        emit(state("held", order, **drain_report()))
     emit(state("released", order))
 
 
@@ -88,11 +95,15 @@ def fragment(mib: int, hold: float, order: int) -> None:
 @click.option("--small-pcp", is_flag=True,
               help="Shrink the per-CPU page lists meanwhile (root), so that freed pages show in "
                    "buddyinfo at once; restored at the end.")
+@click.option("--drain", is_flag=True,
+              help="Also take and hold every free block of --order and above that is left, "
+                   "and those that appear while it holds (root; kernel packet-ring memory, "
+                   "keeps 128 MiB available).")
 @click.option("--cleanup", is_flag=True,
               help="Only restore vm.percpu_pagelist_high_fraction after a run that was killed "
                    "(a normal run does it too, when it starts).")
 def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp: bool,
-        cleanup: bool) -> None:
+        drain: bool, cleanup: bool) -> None:
     """Fragment free memory for a while, and show what buddyinfo says."""
     if cleanup:
         sys.exit(run_scenario("fragment", lambda: emit({"cleaned": PCP_FRACTION.recover()}),
@@ -100,7 +111,7 @@ def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp
     if mib is not None and share is not None:
         raise click.UsageError("--mib and --share exclude each other")
     sys.exit(run_scenario("fragment", lambda: run(plan_mib(mib, share or 50.0), hold, order,
-                                                  small_pcp), "memory released"))
+                                                  small_pcp, drain), "memory released"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 IP_HEADER, ICMP_HEADER = 20, 8
+SO_RCVBUFFORCE = 33  # include/uapi/asm-generic/socket.h (x86, arm64; not in Python's socket)
 
 
 def ones_complement_sum(data: bytes) -> int:
@@ -76,3 +77,30 @@ def echo_loop(sock: socket.socket, dst: str, size: int, seconds: float, max_coun
 
 def raw_icmp_socket() -> socket.socket:
     return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+
+
+class ReplyHolder:
+    """A second raw ICMP socket beside the sender's, not read while it holds.
+
+    Every raw socket of the protocol gets a clone of each reply (net/ipv4/raw.c,
+    raw_v4_input), and a clone shares the reply's data buffer: while the clone waits in
+    this socket's queue, the reply's buffer stays allocated — a block of the reply's order
+    that the NET_RX softirq got with GFP_ATOMIC, from the reserves ordinary allocations
+    cannot touch (__GFP_HIGH halves the min watermark: mm/page_alloc.c,
+    __zone_watermark_ok). So each reply that still succeeds takes one more such block, until
+    none is left and the next ones fail; a socket nobody reads, as in life. Bounded by
+    `limit` bytes of queue (SO_RCVBUFFORCE, root; the kernel doubles what it is given).
+    Create it in the sender's namespace, before the replies that it should hold."""
+
+    def __init__(self, limit: int) -> None:
+        self.sock = raw_icmp_socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, max(1, min(limit, 2**31 - 1) // 2))
+
+    def release(self) -> int:
+        """Close it, freeing what it held; returns how many replies it held."""
+        held = 0
+        with self.sock:
+            while select.select([self.sock], [], [], 0)[0]:
+                self.sock.recv(1)  # a datagram is dequeued whole however little is read
+                held += 1
+        return held

@@ -8,8 +8,9 @@ reply is one linear buffer: kmalloc of the whole packet, which above 8 KiB comes
 straight from the page allocator as GFP_ATOMIC|__GFP_NOWARN of order 2..5
 (kmalloc_reserve <- __alloc_skb <- sock_alloc_send_pskb <- __ip_append_data <-
 icmp_reply). That is the classic "order:N, mode:0x20" of jumbo frames.
---fragment-mib fragments memory meanwhile, so that the allocations can fail where
-the kernel cannot find a free block; a failed reply allocation drops the reply.
+--fragment-mib fragments memory meanwhile, and --drain holds every free block of the
+reply order and above (scenarios.drain), so that the allocations fail where the kernel
+cannot find a free block; a failed reply allocation drops the reply.
 The namespaces (and the veth pair) are removed at the end, also on Ctrl-C/SIGTERM.
 """
 
@@ -32,6 +33,7 @@ from paftrace.workloads.scenarios.common import (
     fragmenting,
     run_scenario,
 )
+from paftrace.workloads.scenarios.drain import draining
 
 # A linear skb's kmalloc is the packet plus headroom (LL_RESERVED_SPACE, 16 on veth),
 # 15 bytes of alignment slack and struct skb_shared_info (320 on x86-64): about 384.
@@ -45,6 +47,7 @@ examples:
   sudo scripts/softirq-highorder                    # order-4 replies for 10 s
   sudo scripts/softirq-highorder -o 2 --mtu 9000    # order 2: 9000-byte jumbo frames
   sudo scripts/softirq-highorder --seconds 60 --fragment-mib 700   # a 1 GiB VM: failures
+  sudo scripts/softirq-highorder --seconds 20 --fragment-mib 500 --drain   # failures, surely
   sudo scripts/softirq-highorder --cleanup          # remove namespaces left by a SIGKILL
 
 What paftrace shows meanwhile:
@@ -85,6 +88,7 @@ class EchoOptions:
     count: int = 1_000_000
     keep_sg: bool = False
     fragment_mib: int = 0
+    drain: bool = False
 
 
 def run(args: EchoOptions) -> dict:
@@ -101,12 +105,23 @@ def run(args: EchoOptions) -> dict:
             sock = icmp.raw_icmp_socket()
         fragment = (fragmenting(bounded_mib(args.fragment_mib), args.seconds + 10)
                     if args.fragment_mib else contextlib.nullcontext())
+        drain = draining(page_order(reply_buffer(size, args.mtu))) if args.drain \
+            else contextlib.nullcontext()
         t0 = time.monotonic()
-        with sock, fragment:
-            stats = icmp.echo_loop(sock, netns.RECEIVER_ADDR, size, args.seconds, args.count)
+        with sock, fragment, drain as drained:
+            holder = None
+            if drained:  # the blocks only atomic requests may take: the replies' own
+                with netns.entered(pair.sender):
+                    holder = icmp.ReplyHolder(int(drained.room_mib()) << 20)
+            try:
+                stats = icmp.echo_loop(sock, netns.RECEIVER_ADDR, size, args.seconds,
+                                       args.count)
+            finally:
+                held = holder.release() if holder else None
+            drain_report = {**drained.report(), "held_replies": held} if drained else {}
         namespaces = [pair.sender, pair.receiver]
     buffer = reply_buffer(size, args.mtu)
-    return {"mtu": args.mtu, "size": size, "scatter_gather": args.keep_sg,
+    return {**drain_report, "mtu": args.mtu, "size": size, "scatter_gather": args.keep_sg,
             "reply_order": None if args.keep_sg else page_order(buffer),
             "sent": stats.sent, "replies": stats.replies, "lost": stats.lost,
             "seconds": round(time.monotonic() - t0, 3), "fragment_mib": args.fragment_mib,
@@ -129,6 +144,9 @@ def run(args: EchoOptions) -> dict:
                    "(skb_page_frag_refill, with an order-0 fallback) instead.")
 @click.option("--fragment-mib", type=click.IntRange(0, 4096), default=0, show_default=True,
               help="Fragment this many MiB meanwhile (scripts/fragment's method).")
+@click.option("--drain", is_flag=True,
+              help="Hold every free block of the reply order and above meanwhile, and those "
+                   "that appear (kernel packet-ring memory, keeps 128 MiB available).")
 @click.option("--cleanup", is_flag=True,
               help="Only remove namespaces left by a run that was killed.")
 def cli(cleanup: bool, **options: object) -> None:
