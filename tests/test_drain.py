@@ -22,11 +22,20 @@ Node 0, zone   Normal      7      2      3      4      5      0      0      0   
 
 def test_free_units_counts_larger_blocks_in_blocks_of_the_order() -> None:
     # DMA: 256 + 512 + 3*1024 pages; Normal: 5*16 + 1024 pages; in 16-page units
-    assert drain.free_units(4, BUDDYINFO) == (256 + 512 + 3072 + 80 + 1024) // 16
-    assert drain.free_units(10, BUDDYINFO) == 4
-    assert drain.free_units(0, BUDDYINFO) == sum(
+    assert drain.free_units(4, BUDDYINFO) == {(0, "DMA"): (256 + 512 + 3072) // 16,
+                                             (0, "Normal"): (80 + 1024) // 16}
+    assert drain.free_units(10, BUDDYINFO) == {(0, "DMA"): 3, (0, "Normal"): 1}
+    assert sum(drain.free_units(0, BUDDYINFO).values()) == sum(
         n << k for line in BUDDYINFO.splitlines()
         for k, n in enumerate(map(int, line.split()[4:])))
+
+
+def test_blocks_a_take_could_not_get_are_not_asked_again() -> None:
+    held = drain.BlockDrain(4, unreachable={(0, "DMA"): 240, (0, "Normal"): 0})
+    # the DMA blocks left behind are skipped; Normal's new ones and DMA's beyond them count
+    assert held.wanted({(0, "DMA"): 240, (0, "Normal"): 9}) == 9
+    assert held.wanted({(0, "DMA"): 250, (0, "Normal"): 0}) == 10
+    assert held.wanted({(0, "DMA"): 100, (0, "DMA32"): 3}) == 3
 
 
 def test_ring_request_is_one_frame_per_block() -> None:

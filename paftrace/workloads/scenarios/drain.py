@@ -38,10 +38,10 @@ TOP_UP_S = 0.25
 PAGE = mmap.PAGESIZE
 
 
-def free_units(order: int, buddyinfo: str | None = None) -> int:
-    """Free memory in blocks of `order` and above, counted in blocks of `order`."""
+def free_units(order: int, buddyinfo: str | None = None) -> dict[tuple[int, str], int]:
+    """Free memory in blocks of `order` and above, counted in blocks of `order`, per zone."""
     text = Path("/proc/buddyinfo").read_text() if buddyinfo is None else buddyinfo
-    return sum(pages_at_or_above(z.free, order) for z in parse_buddyinfo(text)) >> order
+    return {z.key: pages_at_or_above(z.free, order) >> order for z in parse_buddyinfo(text)}
 
 
 def ring_request(order: int, blocks: int) -> bytes:
@@ -59,6 +59,11 @@ class BlockDrain:
     blocks: int = 0
     takes: int = 0
     sockets: list[socket.socket] = field(default_factory=list)
+    # Per zone, the blocks a take left behind: those an ordinary allocation may not have
+    # (a zone at its watermark plus lowmem protection, e.g. ZONE_DMA of a small machine:
+    # mm/page_alloc.c __zone_watermark_ok). Asking for them again would only be served by
+    # vmalloc (order-0 pages) after a failed compaction, every top-up.
+    unreachable: dict[tuple[int, str], int] = field(default_factory=dict)
 
     @property
     def block_mib(self) -> float:
@@ -76,10 +81,14 @@ class BlockDrain:
         """Blocks one more take may hold."""
         return int(self.room_mib() / self.block_mib)
 
+    def wanted(self, units: dict[tuple[int, str], int]) -> int:
+        return sum(max(0, n - self.unreachable.get(zone, 0)) for zone, n in units.items())
+
     def take(self) -> int:
-        """Take every free block of `order` and above that buddyinfo shows (within bounds);
-        returns how many were asked for."""
-        wanted = min(free_units(self.order), self.allowed())
+        """Take every free block of `order` and above that buddyinfo shows (within bounds),
+        but those an earlier take could not get; returns how many were asked for."""
+        seen = self.wanted(free_units(self.order))
+        wanted = min(seen, self.allowed())
         if wanted == 0:
             return 0
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -92,6 +101,8 @@ class BlockDrain:
         self.sockets.append(sock)
         self.blocks += wanted
         self.takes += 1
+        if wanted == seen:  # not cut by the bound: what is left now, the kernel kept
+            self.unreachable = free_units(self.order)
         return wanted
 
     def release(self) -> None:
