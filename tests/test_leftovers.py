@@ -20,7 +20,6 @@ import pytest
 from paftrace.workloads.childproc import python_env
 from paftrace.workloads.leftovers import STATE_DIR, SharedSysctl, start_time
 from paftrace.workloads.provoke import PIPE_MAX_SIZE, cgroup_roots
-from paftrace.workloads.scenarios.common import PCP_HIGH_FRACTION
 from tests.helpers import IS_ROOT, needs_root
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -143,34 +142,44 @@ def test_provoke_signal_cleans_up(sig: int) -> None:
     assert not provoke_cgroups(proc.pid) and PIPE_MAX_SIZE.read_text() == original
 
 
-@needs_root
-def test_fragment_small_pcp_killed_is_undone_by_cleanup() -> None:
-    state = STATE_DIR / "percpu_pagelist_high_fraction.json"
-    proc = subprocess.Popen([str(SCRIPTS / "fragment"), "--mib", "64", "--hold", "30",
-                             "--small-pcp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+VM = Path("/proc/sys/vm")
 
-    def holds() -> dict | None:
+
+@needs_root
+@pytest.mark.parametrize("flag, changed", [
+    ("--small-pcp", {"percpu_pagelist_high_fraction": "100000"}),
+    ("--quiet-compaction", {"compaction_proactiveness": "0", "watermark_boost_factor": "0"}),
+])
+def test_fragment_sysctls_of_a_killed_run_are_undone_by_cleanup(flag: str,
+                                                                 changed: dict) -> None:
+    states = {name: STATE_DIR / f"{name}.json" for name in changed}
+    proc = subprocess.Popen([str(SCRIPTS / "fragment"), "--mib", "64", "--hold", "30", flag],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+    def record(name: str) -> dict | None:
         try:
-            record = json.loads(state.read_text())
+            found = json.loads(states[name].read_text())
         except (OSError, ValueError):
             return None
-        return record if any(h.startswith(f"{proc.pid}:") for h in record["holders"]) else None
+        return found if any(h.startswith(f"{proc.pid}:") for h in found["holders"]) else None
 
-    wait_for(lambda: holds() or proc.poll() is not None)
-    record = holds()
-    assert record, proc.communicate()
+    wait_for(lambda: all(record(n) for n in changed) or proc.poll() is not None)
+    records = {name: record(name) for name in changed}
+    assert all(records.values()), proc.communicate()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
-    assert PCP_HIGH_FRACTION.read_text().strip() == "100000"  # what the killed run set
+    for name, value in changed.items():  # what the killed run set stays...
+        assert (VM / name).read_text().strip() == value
     done = subprocess.run([str(SCRIPTS / "fragment"), "--cleanup"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    if not state.exists():  # nobody else holds it: the original is back
-        assert PCP_HIGH_FRACTION.read_text().strip() == record["original"]
-    else:  # another run holds it now; our dead run is no longer a holder
-        assert not any(h.startswith(f"{proc.pid}:") for h in
-                       json.loads(state.read_text())["holders"])
+    for name in changed:  # ...until --cleanup
+        if not states[name].exists():  # nobody else holds it: the original is back
+            assert (VM / name).read_text().strip() == records[name]["original"]
+        else:  # another run holds it now; our dead run is no longer a holder
+            assert not any(h.startswith(f"{proc.pid}:") for h in
+                           json.loads(states[name].read_text())["holders"])
 
 
 @needs_root

@@ -5,8 +5,9 @@
 Runs what a user would, with the installed `paftrace` (doctor, selftest, a trace of
 scripts/provoke's failures), checks the kprobe paths (warn_alloc marking, time in the
 allocator) and then the seed's case: memory fragmented with scripts/fragment, which also
-holds the free blocks of order >= 3 the churn left or compaction builds (--drain), until
-none is left; then scripts/softirq-highorder's order-4 GFP_ATOMIC replies in NET_RX, traced.
+holds the free blocks of order >= 3 the churn left or compaction builds (--drain), with the
+kernel's background compaction off meanwhile (--quiet-compaction), until none is left;
+then scripts/softirq-highorder's order-4 GFP_ATOMIC replies in NET_RX, traced.
 Progress goes to stderr with each command's output; the last stdout line is one JSON object
 for the host.
 """
@@ -33,9 +34,14 @@ SCRIPTS = CHECKOUT / "scripts"
 ORDER = 4
 FRAGMENT_BELOW = 3
 # scripts/fragment keeps 128 MiB available (bounded_mib); it is asked for all it allows,
-# less these margins (MiB), until no block >= FRAGMENT_BELOW is free. (Shares of 85 and 95 %
-# of MemAvailable were refused in a 1 GiB guest: 518 MiB of 610 would leave < 128 MiB.)
-MARGINS = (8, 32)
+# less these margins (MiB). (Shares of 85 and 95 % of MemAvailable were refused in a 1 GiB
+# guest: 518 MiB of 610 would leave < 128 MiB; a margin of 8 MiB was refused once too, the
+# tracer started just before having grown meanwhile.)
+MARGINS = (32, 64)
+# After the churn, kswapd goes on reclaiming page cache for a while and the freed ranges
+# merge into blocks of order 1..3+ (2026-12-02: 371 order-3 and 67 order-4 blocks right
+# after the drain's first take); its top-ups take them as they come: wait this long for none.
+DRAIN_WAIT_S = 30.0
 SOFTIRQ_SECONDS = 30
 NET_REQUESTERS = ("sock_alloc_send_pskb", "__alloc_skb", "icmp_reply", "net_rx_action")
 
@@ -117,15 +123,25 @@ def provoked_trace() -> dict:
             "summary_lost": trace.summary().get("lost")}
 
 
+def wait_for_no_block(seconds: float) -> tuple[int, float]:
+    """Free blocks >= FRAGMENT_BELOW, polled until there are none or `seconds` pass:
+    the last count and the seconds waited."""
+    t0 = time.monotonic()
+    while (left := free_blocks(FRAGMENT_BELOW)) and time.monotonic() - t0 < seconds:
+        time.sleep(0.5)
+    return left, round(time.monotonic() - t0, 1)
+
+
 def fragment_until_no_block(hold: float) -> tuple[subprocess.Popen[str] | None, list[dict]]:
-    """scripts/fragment with growing shares until no free block >= FRAGMENT_BELOW is left.
+    """scripts/fragment --drain, with the largest share it allows (a smaller one if that is
+    refused), until no free block >= FRAGMENT_BELOW is left or DRAIN_WAIT_S pass.
 
     Returns the fragmenting process (still holding) and every attempt's numbers."""
     attempts = []
     for margin in MARGINS:
         share = meminfo_mib("MemAvailable") - 128 - margin  # MiB this attempt fragments
         cmd = [str(SCRIPTS / "fragment"), "--mib", str(share), "--small-pcp", "--hold",
-               str(hold), "-o", str(FRAGMENT_BELOW), "--drain"]
+               str(hold), "-o", str(FRAGMENT_BELOW), "--drain", "--quiet-compaction"]
         log("$ " + " ".join(cmd))
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         states = {}
@@ -141,11 +157,13 @@ def fragment_until_no_block(hold: float) -> tuple[subprocess.Popen[str] | None, 
         attempt = {"asked_mib": share, "mib": states.get("before", {}).get("mib"),
                    "free_blocks_before": states.get("before", {}).get("free_blocks"),
                    "free_blocks_fragmented": fragmented and fragmented["free_blocks"],
-                   "drained_mib": fragmented and fragmented.get("drained_mib"),
-                   "buddyinfo": buddyinfo()}
+                   "drained_mib": fragmented and fragmented.get("drained_mib")}
+        if fragmented:
+            attempt["free_blocks_left"], attempt["waited_s"] = wait_for_no_block(DRAIN_WAIT_S)
+        attempt["buddyinfo"] = buddyinfo()
         attempts.append(attempt)
         log(f"fragment {share} MiB: {json.dumps(attempt)}")
-        if fragmented and fragmented["free_blocks"] == 0:
+        if fragmented:
             return proc, attempts
         end(proc)
     return None, attempts
@@ -171,7 +189,7 @@ def seed_case() -> dict:
     before = {"mem_available_mib": meminfo_mib("MemAvailable"), "buddyinfo": buddyinfo(),
               "free_blocks_ge3": free_blocks(FRAGMENT_BELOW)}
     trace = Trace("-o", f"{FRAGMENT_BELOW}+", "-d", "600")
-    fragmenter, attempts = fragment_until_no_block(hold=SOFTIRQ_SECONDS + 60)
+    fragmenter, attempts = fragment_until_no_block(hold=SOFTIRQ_SECONDS + DRAIN_WAIT_S + 60)
     softirq: dict = {}
     try:
         if fragmenter is not None:

@@ -20,13 +20,14 @@ import time
 import click
 
 from paftrace.workloads.scenarios.common import (
-    PCP_FRACTION,
     ScenarioError,
     bounded_mib,
     emit,
     fragmenting,
     free_blocks,
     meminfo_mib,
+    quiet_compaction,
+    recover_sysctls,
     run_scenario,
     small_pcp_lists,
 )
@@ -64,11 +65,13 @@ def state(phase: str, order: int, **extra: object) -> dict:
             "order0_blocks": free_blocks(0) - free_blocks(1), **extra}
 
 
-def run(mib: int, hold: float, order: int, small_pcp: bool, drain: bool) -> None:
-    if os.geteuid() == 0:  # what a killed --small-pcp run left (no-op if nothing)
-        for line in PCP_FRACTION.recover():
+def run(mib: int, hold: float, order: int, small_pcp: bool, drain: bool,
+        quiet: bool) -> None:
+    if os.geteuid() == 0:  # what a killed run left of its sysctls (no-op if nothing)
+        for line in recover_sysctls():
             print(f"fragment: {line}", file=sys.stderr, flush=True)
-    with small_pcp_lists() if small_pcp else contextlib.nullcontext():
+    with small_pcp_lists() if small_pcp else contextlib.nullcontext(), \
+            quiet_compaction() if quiet else contextlib.nullcontext():
         fragment(mib, hold, order, drain)
 
 
@@ -99,19 +102,24 @@ def fragment(mib: int, hold: float, order: int, drain: bool) -> None:
               help="Also take and hold every free block of --order and above that is left, "
                    "and those that appear while it holds (root; kernel packet-ring memory, "
                    "keeps 128 MiB available).")
+@click.option("--quiet-compaction", "quiet", is_flag=True,
+              help="Set vm.compaction_proactiveness and vm.watermark_boost_factor to 0 "
+                   "meanwhile (root): the kernel then rebuilds high-order blocks only when "
+                   "asked to; restored at the end.")
 @click.option("--cleanup", is_flag=True,
-              help="Only restore vm.percpu_pagelist_high_fraction after a run that was killed "
-                   "(a normal run does it too, when it starts).")
+              help="Only restore the sysctls --small-pcp and --quiet-compaction change after "
+                   "a run that was killed (a normal run does it too, when it starts).")
 def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp: bool,
-        drain: bool, cleanup: bool) -> None:
+        drain: bool, quiet: bool, cleanup: bool) -> None:
     """Fragment free memory for a while, and show what buddyinfo says."""
     if cleanup:
-        sys.exit(run_scenario("fragment", lambda: emit({"cleaned": PCP_FRACTION.recover()}),
+        sys.exit(run_scenario("fragment", lambda: emit({"cleaned": recover_sysctls()}),
                               ""))
     if mib is not None and share is not None:
         raise click.UsageError("--mib and --share exclude each other")
     sys.exit(run_scenario("fragment", lambda: run(plan_mib(mib, share or 50.0), hold, order,
-                                                  small_pcp, drain), "memory released"))
+                                                  small_pcp, drain, quiet),
+                          "memory released"))
 
 
 def main(argv: list[str] | None = None) -> int:
