@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paftrace.planner import ALLOC_ENTRY_NAMES, WARN_NAMES
+from paftrace.workloads.scenarios.softirq_cli import is_reply_failure
 
 # What the payload provokes in its live trace (scripts/matrix/payload).
 SILENT_ORDER = 5   # python -m paftrace.workloads.provoke -o 5: GFP_KERNEL_ACCOUNT|__GFP_NOWARN
@@ -157,20 +158,14 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         result.frag_top_site = f"{top['site']} ({top['comm']})" if top else None
     netrx_rc = _text(directory, "netrx.rc").strip()
     if netrx_rc and netrx_rc != "skipped":
-        result.netrx_failures = sum(1 for f in json_lines(_text(directory, "netrx-trace.out"))
-                                    if f.get("type") == "failure" and is_netrx_failure(f))
+        result.netrx_failures = sum(is_reply_failure(r, NETRX_ORDER)
+                                    for r in json_lines(_text(directory, "netrx-trace.out")))
         result.netrx_lost = _last_json(_text(directory, "netrx.out")).get("lost")
         if netrx_rc != "0":
             result.netrx_error = (_text(directory, "netrx.err").strip().splitlines()
                                   or [f"exit {netrx_rc}"])[-1]
     result.problems = problems(result, selftest, attached, guest_trouble(directory))
     return result
-
-
-def is_netrx_failure(failure: dict) -> bool:
-    """The seed's failure: an order-4 reply buffer that NET_RX could not get."""
-    return (failure.get("order") == NETRX_ORDER and failure.get("context") == "softirq"
-            and failure.get("softirq") == "NET_RX")
 
 
 def guest_trouble(directory: Path) -> str | None:

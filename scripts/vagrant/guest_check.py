@@ -25,6 +25,7 @@ from pathlib import Path
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.workloads.childproc import read_line
 from paftrace.workloads.scenarios.common import free_blocks, meminfo_mib
+from paftrace.workloads.scenarios.softirq_cli import is_reply_failure
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 SCRIPTS = CHECKOUT / "scripts"
@@ -43,7 +44,6 @@ MARGINS = (32, 64)
 # after the drain's first take); its top-ups take them as they come: wait this long for none.
 DRAIN_WAIT_S = 30.0
 SOFTIRQ_SECONDS = 30
-NET_REQUESTERS = ("sock_alloc_send_pskb", "__alloc_skb", "icmp_reply", "net_rx_action")
 
 
 def log(msg: str) -> None:
@@ -179,11 +179,6 @@ def end(proc: subprocess.Popen[str]) -> None:
         proc.communicate()
 
 
-def is_net_rx_failure(failure: dict) -> bool:
-    return (failure["context"] == "softirq" and failure["softirq"] == "NET_RX"
-            and any(name in frame for frame in failure["stack"] for name in NET_REQUESTERS))
-
-
 def seed_case() -> dict:
     """The seed's `order:4, mode:0x20` in NET_RX, produced and traced."""
     before = {"mem_available_mib": meminfo_mib("MemAvailable"), "buddyinfo": buddyinfo(),
@@ -207,7 +202,7 @@ def seed_case() -> dict:
             end(fragmenter)
         trace.stop()
     failures = trace.failures()
-    net_rx = [f for f in failures if is_net_rx_failure(f)]
+    net_rx = [f for f in failures if is_reply_failure(f, ORDER)]
     example = net_rx[0] if net_rx else None
     return {"before": before, "fragment_attempts": attempts, "softirq_highorder": softirq,
             "failures": len(failures), "netrx_failures": len(net_rx),

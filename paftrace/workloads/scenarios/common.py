@@ -113,22 +113,17 @@ def recover_sysctls() -> list[str]:
 def quiet_compaction() -> Iterator[None]:
     """No proactive compaction and no watermark boost while the block runs (kernels that
     have the tunables; root)."""
-    held = []
-    try:
+    with contextlib.ExitStack() as held:
         for sysctl in QUIET_COMPACTION:
             if not sysctl.sysctl.exists():
                 continue  # a kernel before the tunable: nothing to quiet
             try:
-                said = sysctl.hold(0)
+                said = held.enter_context(sysctl.held(0))
             except OSError as exc:
                 raise ScenarioError(f"cannot set {sysctl.sysctl} (root?): {exc}") from exc
-            held.append(sysctl)
             for line in said:
                 print(f"quiet-compaction: {line}", file=sys.stderr, flush=True)
         yield
-    finally:
-        for sysctl in held:
-            sysctl.leave()
 
 
 def bounded_mib(mib: int, reserve_mib: int = 128) -> int:

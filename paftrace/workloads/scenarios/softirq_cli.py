@@ -57,6 +57,21 @@ What paftrace shows meanwhile:
 """
 
 
+# Frames of the reply path, one of which a reply failure's stack shows (Debian 6.1 guest,
+# 2026-12-02: net_rx_action -> ... -> icmp_reply -> ... -> sock_alloc_send_pskb -> ...
+# -> __alloc_skb -> kmalloc_reserve -> __alloc_pages).
+REPLY_FRAMES = ("sock_alloc_send_pskb", "__alloc_skb", "icmp_reply", "net_rx_action")
+
+
+def is_reply_failure(record: dict, order: int) -> bool:
+    """A paftrace record of this scenario's failure: a reply buffer of `order` that the
+    NET_RX softirq could not get (what the kernel matrix and the Vagrant check count)."""
+    return (record.get("type") == "failure" and record.get("order") == order
+            and record.get("context") == "softirq" and record.get("softirq") == "NET_RX"
+            and any(name in frame for frame in record.get("stack") or ()
+                    for name in REPLY_FRAMES))
+
+
 def page_order(nbytes: int) -> int:
     """get_order(): the smallest order whose block holds nbytes."""
     return max(0, (nbytes - 1) // mmap.PAGESIZE).bit_length()
