@@ -19,23 +19,24 @@ class CallSite:
     count: int = 0
     first_ns: int = 0
     last_ns: int = 0
-    recent: deque[int] = field(default_factory=deque)
+    recent: deque[tuple[int, int]] = field(default_factory=deque)  # (ts_ns, failures)
     causes: Counter[str] = field(default_factory=Counter)
 
     def add(self, failure: Failure) -> None:
+        n = failure.count  # a coalesced record stands for n failures
         if not self.count:
             self.first_ns = failure.ts_ns
-        self.count += 1
-        self.last_ns = failure.ts_ns
+        self.count += n
+        self.last_ns = max(self.last_ns, failure.ts_ns)
         self.sample = failure
-        self.causes[failure.cause] += 1
-        self.recent.append(failure.ts_ns)
-        while self.recent and self.recent[0] < failure.ts_ns - RATE_WINDOW_NS:
+        self.causes[failure.cause] += n
+        self.recent.append((failure.ts_ns, n))
+        while self.recent and self.recent[0][0] < failure.ts_ns - RATE_WINDOW_NS:
             self.recent.popleft()
 
     def rate(self, now_ns: int) -> float:
         """Failures per second over the last RATE_WINDOW_NS."""
-        return sum(1 for t in self.recent if t >= now_ns - RATE_WINDOW_NS) / (
+        return sum(n for t, n in self.recent if t >= now_ns - RATE_WINDOW_NS) / (
             RATE_WINDOW_NS / 1e9)
 
     def to_json(self) -> dict:
@@ -79,12 +80,13 @@ class FailureAggregator:
             site = self.sites[key] = CallSite(sample=failure)
         site.add(failure)
         self.recent.append(failure)
-        self.by_context[failure.context] += 1
-        self.by_class[failure.visibility] += 1
-        self.by_class[failure.severity] += 1
-        self.by_cause[failure.cause] += 1
-        self.by_cgroup[cgroup_label(failure)] += 1
-        self.total += 1
+        n = failure.count
+        self.by_context[failure.context] += n
+        self.by_class[failure.visibility] += n
+        self.by_class[failure.severity] += n
+        self.by_cause[failure.cause] += n
+        self.by_cgroup[cgroup_label(failure)] += n
+        self.total += n
         return site
 
     def top(self, n: int = 10) -> list[CallSite]:

@@ -128,6 +128,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
         f"-DRINGBUF_WAKE_EVERY={ringbuf_wake_every(options.ringbuf_pages)}",
         f"-DAGG_ENTRIES={options.agg_entries}",
+        f"-DSITE_RECORDS={options.records_per_site}",
         f"-DSAMPLE_PERIOD_NS={(os.cpu_count() or 1) * 1_000_000_000 // STACK_SAMPLES_PER_S}ULL",
         f"-DGFP_DIRECT_RECLAIM={table.value_of('__GFP_DIRECT_RECLAIM') or 0}ULL",
         f"-DGFP_NOWARN={table.value_of('__GFP_NOWARN') or 0}ULL",

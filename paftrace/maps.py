@@ -25,12 +25,15 @@ from paftrace.reclaim import (
     process_stalls,
     reclaim_summary,
 )
-from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey
+from paftrace.records import ORDER_SLOTS, STAT_NAMES, RawAllocKey, RawFailure, SiteKey
+
+STAT_COALESCED = STAT_NAMES.index("coalesced")
 
 
 class MapReader:
     def __init__(self, bpf: Any):
         self.bpf = bpf
+        self._coalesced_read = 0  # STAT_COALESCED when `sites` was last read
 
     def _percpu_sums(self, name: str) -> list[int]:
         table = self.bpf[name]
@@ -77,6 +80,30 @@ class MapReader:
         """The largest 1-in-N stack sampling any CPU uses now (1 = every stack)."""
         per_cpu = self.bpf["sampler"][0]
         return max([s.every for s in per_cpu] + [1])
+
+    def coalesced_sites(self) -> list[tuple[SiteKey, int, RawFailure]]:
+        """(site, failures coalesced there so far, the latest of them) for each call
+        site with any; [] when coalescing is off (no `sites` table) or nothing was
+        coalesced since the last call (one counter read: this runs after every poll)."""
+        try:
+            table = self.bpf["sites"]
+        except KeyError:
+            return []
+        stats = self.bpf["stats"]
+        total = sum(stats[stats.Key(STAT_COALESCED)])
+        if total == self._coalesced_read:
+            return []
+        self._coalesced_read = total  # read before the table: a later one is seen next time
+        out = []
+        for key, per_cpu in table.items():
+            counted = [state for state in per_cpu if state.coalesced]
+            if not counted:
+                continue
+            latest = max(counted, key=lambda state: state.last.ts_ns)
+            out.append(((key.gfp, key.stack_id, key.order, key.pid, key.context,
+                         key.softirq_vec), sum(state.coalesced for state in counted),
+                        RawFailure.from_buffer_copy(bytes(latest.last))))
+        return out
 
     def allocations(self) -> tuple[list[tuple[RawAllocKey, int]],
                                    list[tuple[RawAllocKey, int, int]]]:

@@ -93,6 +93,14 @@ def comm_words(comm: str) -> tuple[int, int]:
 # counted.
 DEFAULT_NICE = 10
 
+# Failure records per call site, CPU and second before a storm's further failures are
+# counted in the kernel and reported as one record with a count (paftrace.h, "Storm
+# coalescing"). A few records a second show a storm as it goes on, each judged on its own;
+# at 2,300 failures/s every record cost the storm about 40 us of CPU in paftrace's Python
+# (docs/PERFORMANCE.md, "Storm coalescing").
+DEFAULT_RECORDS_PER_SITE = 20
+MAX_RECORDS_PER_SITE = 1_000_000
+
 
 @dataclass(frozen=True)
 class TraceOptions:
@@ -113,6 +121,8 @@ class TraceOptions:
     # cgroup2 ids of that subtree when PATH is on the cgroup2 mount: filtered in the kernel
     cgroup_ids: frozenset[int] = field(default_factory=frozenset)
     nice: int = DEFAULT_NICE  # --nice: 0 keeps the priority paftrace was started with
+    # --records-per-site: per call site, CPU and second; 0 = a record for every failure
+    records_per_site: int = DEFAULT_RECORDS_PER_SITE
 
     @property
     def order_label(self) -> str:

@@ -23,6 +23,9 @@ MIGRATETYPES_OLD = ("Unmovable", "Reclaimable", "Movable", "Reserve", "CMA/Isola
 
 RawFailure = contract.struct("failure_event")
 RawAllocKey = contract.struct("alloc_key")
+# A call site of the kernel's coalescing table (paftrace.h struct site_key):
+# (gfp, stack_id, order, pid, context, softirq_vec).
+SiteKey = tuple[int, int, int, int, int, int]
 
 
 def migratetype_name(value: int, old_layout: bool = False) -> str:
@@ -82,6 +85,9 @@ class Failure:
     cause: str = "unknown"         # paftrace.cause.CAUSES
     cause_evidence: dict | None = None  # structured evidence + "sentence"
     cgroup: dict | None = None     # the task's cgroup: id, path, memory_path, unit
+    # Failures this record stands for: 1, or a storm's failures the kernel coalesced
+    # (paftrace.h, "Storm coalescing"), described by the latest of them.
+    count: int = 1
     # cause_evidence less its sample_age_ms when the verdict is shared by the failures
     # of a storm (paftrace/attribution.py): the JSON renderer encodes it once.
     shared_evidence: dict | None = field(default=None, repr=False, compare=False)
@@ -109,6 +115,12 @@ class Failure:
 _FAILURE_JSON_FIELDS = tuple(f.name for f in fields(Failure)
                              if f.name not in ("type", "stack_id", "comm_raw",
                                                "shared_evidence"))
+
+
+def failures_in(record: dict) -> int:
+    """Failures a JSON `failure` record stands for: its `count` (a storm's coalesced
+    failures), 1 in records from a paftrace before `count`."""
+    return record.get("count", 1)
 
 
 def blame_for(context: str, softirq: str | None, irq: str | None, comm: str, pid: int,

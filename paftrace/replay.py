@@ -22,7 +22,7 @@ from paftrace.fragmenters import CompactionCount, ExtfragCounts, ExtfragKey, Fra
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.planner import FeatureStatus, ProbePlan, ReclaimPlan
 from paftrace.reclaim import RawStall, ReclaimCounters, StallRecords, reclaim_summary
-from paftrace.records import RawAllocKey, RawFailure
+from paftrace.records import RawAllocKey, RawFailure, SiteKey
 from paftrace.session import Allocations, FailureHandler, StallHandler
 
 FORMAT_VERSION = 1
@@ -132,6 +132,15 @@ class ReplaySession:
     def sample_every(self) -> int:
         return int(self.capture.get("sample_every", 1))
 
+    def coalesced_sites(self) -> list[tuple[SiteKey, int, RawFailure]]:
+        """The capture's coalesced call sites, once every record was delivered (the
+        kernel's counts as they were at the end of the capture)."""
+        if self._pending:
+            return []
+        return [(tuple(row[:6]), row[6], RawFailure.from_buffer_copy(
+                    bytes.fromhex(row[7]).ljust(ctypes.sizeof(RawFailure), b"\0")))
+                for row in self.capture.get("coalesced", [])]
+
     def allocations(self) -> Allocations:
         alloc = self.capture.get("allocations", {"counts": [], "stacks": []})
 
@@ -214,6 +223,8 @@ class Recorder:
             "memcg_kprobe": session.memcg_kprobe,
             "statuses": {str(k): v for k, v in session.statuses.items()},
             "failures": failures, "stalls": self.records[RawStall.__name__],
+            "coalesced": [[*key, total, bytes(last).hex()]
+                          for key, total, last in session.coalesced_sites()],
             "stacks": {str(sid): session.stack(sid) for sid in sorted(stack_ids) if sid >= 0},
             "order_counts": {str(o): list(v) for o, v in session.order_counts().items()},
             "stats": in_kernel,

@@ -19,7 +19,7 @@ from paftrace.gfp import GfpTable
 from paftrace.options import TraceOptions
 from paftrace.planner import ProbePlan
 from paftrace.reclaim import Stall
-from paftrace.records import RawAllocKey, RawFailure
+from paftrace.records import RawAllocKey, RawFailure, SiteKey
 
 FailureHandler = Callable[[RawFailure], None]
 StallHandler = Callable[[Stall], None]
@@ -57,6 +57,10 @@ class Session(Protocol):
 
     def stack(self, stack_id: int) -> list[str]:
         """Symbolized kernel frames of a stack id, innermost first; [] if unknown."""
+
+    def coalesced_sites(self) -> list[tuple[SiteKey, int, RawFailure]]:
+        """Call sites whose failures the kernel counted instead of sending: (site, count
+        so far, the latest of those failures)."""
 
     def sample_every(self) -> int: ...
 
@@ -194,6 +198,9 @@ class TraceSession:
 
     def stack(self, stack_id: int) -> list[str]:
         return self.symbols.frames(self.maps.stack_addresses(stack_id))
+
+    def coalesced_sites(self) -> list[tuple[SiteKey, int, RawFailure]]:
+        return self.maps.coalesced_sites()
 
     def sample_every(self) -> int:
         return self.maps.sample_every()

@@ -88,7 +88,9 @@ class Tracer:
         self.memory = memory
         self._samples_sent: set[int] = set()
         self._snapshots: dict[tuple[int, int, str], dict] = {}
-        self.records = 0
+        self.records = 0     # failure records received from the kernel
+        self.coalesced = 0   # failures the kernel counted per call site instead
+        self._coalesced_seen: dict[tuple, int] = {}  # per site: its count last reported
         self.sample_every = options.sample_every or 1
         self.stacks_estimated = self.sample_every != 1
         self.session = session
@@ -120,14 +122,29 @@ class Tracer:
 
     def _on_raw(self, raw: RawFailure) -> None:
         self.records += 1
+        self._handle(raw, 1)
+
+    def _report_coalesced(self) -> None:
+        """A storm's failures the kernel counted instead of sending (paftrace.h, "Storm
+        coalescing"): for each call site whose count moved since the last poll, one record
+        standing for those failures, described by the latest of them."""
+        for key, total, last in self.session.coalesced_sites():
+            count = total - self._coalesced_seen.get(key, 0)
+            if count > 0:
+                self._coalesced_seen[key] = total
+                self.coalesced += count
+                self._handle(last, count)
+
+    def _handle(self, raw: RawFailure, count: int) -> None:
         failure = self.decoder.decode(raw)
+        failure.count = count
         sample = self._nearest_sample(failure) if self.memory is not None else None
         if failure.context == "process":
             failure.stall = self.session.stall_info(failure.tid, failure.ts_ns)
         refused = bool(raw.memcg_refused) if self.session.memcg_kprobe else None
         self.attributor.annotate(failure, raw.gfp, raw.cgroup_id, sample, refused)
         if not self.cgroup_filter.matches(failure.cgroup):
-            self.filtered_out += 1
+            self.filtered_out += count
             return
         if sample is not None:
             self._send_sample(sample)
@@ -263,6 +280,7 @@ class Tracer:
                        for o, (a, f) in sorted(self.orders.totals.items())},
             "failures_matched": stats["matched_failures"],
             "failures_reported": self.records,
+            "failures_coalesced": self.coalesced,
             "failures_by_context": self.failures_by_context(),
             "by_class": dict(self.aggregator.by_class),
             "by_cause": {c: self.aggregator.by_cause[c] for c in CAUSES
@@ -295,8 +313,11 @@ class Tracer:
                 next_tick = now + interval
             wait = min(next_tick, deadline or next_tick) - time.monotonic()
             self.session.poll(max(0, min(POLL_MS, int(wait * 1000))))
+            # Judged while the storm goes on (its cgroup, memory state), not an interval later.
+            self._report_coalesced()
             self._flush()
         self.session.drain()
+        self._report_coalesced()
         self._flush()
         return self.summary()
 

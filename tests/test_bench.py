@@ -216,3 +216,22 @@ def test_storm_ab_is_reachable_from_the_bench_command():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--rounds" in out.stdout and "--tree" in out.stdout
+
+
+def test_failure_count_comes_from_the_record_and_a_task_name_cannot_fake_it():
+    import tracers  # noqa: PLC0415 - bench-data is on sys.path above
+
+    from paftrace.render.jsonl import JsonRenderer  # noqa: PLC0415
+    from tests.test_coalescing import failure  # noqa: PLC0415
+
+    storm = failure(5, count=480)
+    storm.comm = '"count":999'  # task names are any bytes but NUL
+    assert tracers.failures_in_line(JsonRenderer().encode_failure(storm)) == 480
+    assert tracers.failures_in_line(JsonRenderer().encode_failure(failure(5))) == 1
+    # Before `count`; the stall object's own counts are not the record's.
+    old = ('{"type":"failure","ts_ns":5,"comm":"w","order":4,'
+           '"stall":{"direct_reclaim":{"count":0,"total_ms":0}}}')
+    assert tracers.failures_in_line(old) == 1
+    with_stall = failure(5, count=7)
+    with_stall.stall = {"direct_reclaim": {"count": 3, "total_ms": 1.0}}
+    assert tracers.failures_in_line(JsonRenderer().encode_failure(with_stall)) == 7

@@ -25,7 +25,7 @@ def layout(cls: type[ctypes.Structure]) -> list[tuple[str, int, int]]:
 
 def test_python_names_come_from_the_header() -> None:
     assert STAT_NAMES == ("lost_records", "stack_errors", "aggregation_full",
-                          "matched_failures", "sampled_stacks")
+                          "matched_failures", "sampled_stacks", "coalesced")
     assert CONTEXTS == ("process", "softirq", "hardirq", "nmi")
     assert SYSTEM_VECTOR_NAMES[0] == "local_timer" and len(SYSTEM_VECTOR_NAMES) == 9
     assert COUNTERS[0] == "direct_compact" and COUNTERS[-1] == "extfrag_agg_full"

@@ -35,6 +35,7 @@
 #define STAT_AGGREGATION_FULL 2  /* an aggregation map was full */
 #define STAT_MATCHED_FAILURES 3  /* failures that passed the filters */
 #define STAT_SAMPLED_STACKS 4    /* --all: events whose stack was sampled */
+#define STAT_COALESCED 5         /* failures counted in `sites` instead of sent (below) */
 #define STAT_SLOTS 8
 
 /* warn_alloc() has other callers (vmalloc, vmemmap): only a call this close
@@ -113,6 +114,36 @@ struct failure_event {
     u64 cgroup_id;      /* bpf_get_current_cgroup_id(): the task's cgroup2 id, 0 without it */
     u8 memcg_refused;   /* the memcg kmem charge of this task was refused just before */
     u8 pad[7];
+};
+
+/* Storm coalescing (SITE_RECORDS, a -D flag: --records-per-site). Each CPU sends at
+ * most SITE_RECORDS failure records per call site and SITE_WINDOW_NS; the site's
+ * further failures in that window are counted in its `sites` entry, which keeps
+ * the last of them whole, and user space reports them as one `failure` record
+ * with a `count` after its next poll (0.1 s). A failure storm then costs the kernel's
+ * part only (the stack walk, needed for the key, and a map update), not a record
+ * and its decoding each. A full table sends the record as usual: nothing is
+ * dropped, only coalescing stops for new sites. SITE_RECORDS 0: every failure is
+ * a record and the table does not exist. */
+#define SITE_WINDOW_NS 1000000000ULL
+#define SITE_ENTRIES 512
+
+struct site_key {
+    u64 gfp;
+    s32 stack_id;
+    u32 order;
+    u32 pid;            /* tgid in process context; 0 in interrupts (whoever was interrupted) */
+    u8 context;
+    u8 softirq_vec;
+    u16 pad;
+};
+
+struct site_state {
+    u64 window_start_ns;
+    u64 coalesced;      /* failures counted here since the entry was made; never reset */
+    u32 sent;           /* records sent in the current window */
+    u32 pad;
+    struct failure_event last;  /* the latest coalesced failure */
 };
 
 /* A refused memcg charge belongs to the failure of the same task that follows it

@@ -21,6 +21,8 @@
  *   HAVE_CGROUP_ID      bpf_get_current_cgroup_id() (4.18+): the cgroup2 id in each record
  *   HAVE_KPROBE_MEMCG   kretprobe on the page allocator's memcg kmem charge
  *   FILTER_CGROUP       --cgroup on cgroup2: only cgroups whose id is in `cgroup_filter`
+ *   SITE_RECORDS        records per call site, CPU and second before a storm's failures
+ *                       are coalesced (paftrace.h); 0: a record for every failure
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
  */
@@ -54,6 +56,12 @@ BPF_STACK_TRACE(stacks, STACK_STORAGE_SIZE);
 BPF_RINGBUF_OUTPUT(failures, RINGBUF_PAGES);
 #else
 BPF_PERF_OUTPUT(failures);
+#endif
+
+#if SITE_RECORDS
+/* Per CPU: each CPU's budget and latest failure are its own, so no entry is
+ * written by two CPUs at once (tracing programs do not nest on a CPU). */
+BPF_PERCPU_HASH(sites, struct site_key, struct site_state, SITE_ENTRIES);
 #endif
 
 #ifdef FILTER_CGROUP
@@ -330,6 +338,37 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
 #endif
 }
 
+#if SITE_RECORDS
+/* 1 when this failure is counted in its call site's entry instead of sent: the
+ * site already sent SITE_RECORDS records from this CPU in the current window. */
+static __always_inline int coalesced(u64 gfp, u32 order, s32 migratetype, u8 context,
+                                     u8 vec, s32 irq, s32 stack_id, u64 alloc_start_ns)
+{
+    struct site_key key = {.gfp = gfp, .stack_id = stack_id, .order = order,
+                           .context = context, .softirq_vec = vec};
+    if (context == CTX_PROCESS)
+        key.pid = bpf_get_current_pid_tgid() >> 32;
+    struct site_state zero = {};
+    struct site_state *site = sites.lookup_or_try_init(&key, &zero);
+    if (!site)
+        return 0;  /* table full: a record as usual */
+    u64 now = bpf_ktime_get_ns();
+    if (now - site->window_start_ns >= SITE_WINDOW_NS) {
+        site->window_start_ns = now;
+        site->sent = 0;
+    }
+    if (site->sent < SITE_RECORDS) {
+        site->sent++;
+        return 0;
+    }
+    fill_failure(&site->last, gfp, order, migratetype, context, vec, irq, stack_id,
+                 alloc_start_ns);
+    site->coalesced++;
+    bump_stat(STAT_COALESCED);
+    return 1;
+}
+#endif
+
 #ifdef TRACE_ALL
 /* Runs once per stack walk only, so the clock read is off the hot path. With
  * the walks `elapsed` apart at N, the event rate is N / elapsed and the N that
@@ -501,6 +540,10 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
     s32 stack_id = stacks.get_stackid(args, 0);
     if (stack_id < 0)
         bump_stat(STAT_STACK_ERRORS);
+#if SITE_RECORDS
+    if (coalesced(gfp, order, args->migratetype, context, vec, irq, stack_id, alloc_start_ns))
+        return 0;
+#endif
 #ifdef USE_RINGBUF
     struct failure_event *e = failures.ringbuf_reserve(sizeof(struct failure_event));
     if (!e) {

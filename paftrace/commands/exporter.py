@@ -18,7 +18,7 @@ SWITCH_INTERVAL_S = 0.0005
 SHUTDOWN_POLL_S = 0.05
 # The tracer's own options, shared (same parsing, same validation, same help).
 SHARED_OPTIONS = ("orders", "pid", "comm", "atomic_only", "warn_only", "stack_storage_size",
-                  "disabled", "nice")
+                  "disabled", "nice", "records_per_site")
 
 EXPORTER_EXAMPLES = """\b
 Examples:
@@ -189,7 +189,7 @@ def exporter(listen: tuple[str, int], max_sites: int, max_failure_series: int,
         order_min=orders[0], order_max=orders[1], pid=filters["pid"], comm=filters["comm"],
         atomic_only=filters["atomic_only"], warn_only=filters["warn_only"],
         disabled=filters["disabled"], stack_storage=filters["stack_storage_size"],
-        nice=filters["nice"])
+        nice=filters["nice"], records_per_site=filters["records_per_site"])
     sys.exit(run_exporter(options, *listen, max_sites=max_sites,
                           max_failure_series=max_failure_series, duration=duration))
 

@@ -11,7 +11,7 @@ import click
 from paftrace.commands.trace import _order, trace
 from paftrace.options import TraceOptions
 
-SHARED_FILTERS = ("pid", "comm", "atomic_only", "warn_only", "disabled")
+SHARED_FILTERS = ("pid", "comm", "atomic_only", "warn_only", "disabled", "records_per_site")
 RECORD_EXAMPLES = """\b
 Examples:
   sudo paftrace record -o incident.paf -d 600 --order 4+
@@ -43,7 +43,7 @@ def _writable(ctx: click.Context, param: click.Parameter, value: str) -> str:
               show_default=True, help="Memory-state sample and rate interval (seconds).")
 def record(output: str, duration: float | None, orders: tuple[int, int], interval: float,
            pid: int | None, comm: str | None, atomic_only: bool, warn_only: bool,
-           disabled: frozenset[str]) -> None:
+           disabled: frozenset[str], records_per_site: int) -> None:
     """Record failures, memory state, stalls and kernel reports into one file (root)."""
     from paftrace.report.recorder import record as run_record  # noqa: PLC0415 - bcc
     from paftrace.tracer import EXIT_SIGNAL  # noqa: PLC0415
@@ -52,7 +52,8 @@ def record(output: str, duration: float | None, orders: tuple[int, int], interva
         raise click.ClickException("recording needs root (BPF, tracefs, /proc/pagetypeinfo): "
                                    f"sudo paftrace record -o {output} ...")
     options = TraceOptions(order_min=orders[0], order_max=orders[1], pid=pid, comm=comm,
-                           atomic_only=atomic_only, warn_only=warn_only, disabled=disabled)
+                           atomic_only=atomic_only, warn_only=warn_only, disabled=disabled,
+                           records_per_site=records_per_site)
     click.echo(f"paftrace: recording order {options.order_label} into {output}"
                + (f" for {duration:g} s" if duration else "; Ctrl-C to stop"), err=True)
     status, renderer = run_record(options, output, duration, interval)

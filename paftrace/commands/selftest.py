@@ -133,14 +133,16 @@ def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
     assert isinstance(provoked, dict)
     mine = [f for f in renderer.failures if f.pid == provoked["worker_pid"]]
     n = provoked["failures"]
+    seen = sum(f.count for f in mine)  # a storm's coalesced failures come with a count
     summary = renderer.summary
     row = summary["orders"].get(str(order), {"attempts": 0, "failures": 0})
     checks = [
         SelftestCheck("attached", True, ", ".join(renderer.info["probes"])),
         SelftestCheck("provoked", n == count, f"{n} of {count} order-{order} failures "
                       "provoked (memory cgroup + pipe ring)"),
-        SelftestCheck("seen", len(mine) == n and n > 0,
-                      f"{len(mine)} failure records from the provoking task, {n} provoked"),
+        SelftestCheck("seen", seen == n and n > 0,
+                      f"{seen} failures in {len(mine)} records from the provoking task, "
+                      f"{n} provoked"),
         SelftestCheck("order", all(f.order == order for f in mine),
                       f"orders seen: {sorted({f.order for f in mine})}"),
         SelftestCheck("gfp", bool(mine) and all(
@@ -152,13 +154,14 @@ def check_failures(order: int, count: int, disabled: frozenset[str]) -> tuple[
             any("pipe_resize_ring" in fr for fr in f.stack) for f in mine),
             f"requester: {mine[0].requester if mine else '-'}"),
         SelftestCheck("counters", row["failures"] >= n and summary["failures_matched"] ==
-                      summary["failures_reported"],
+                      summary["failures_reported"] + summary["failures_coalesced"],
                       f"kernel counted {row['failures']} order-{order} failures, "
                       f"{summary['failures_matched']} matched, "
-                      f"{summary['failures_reported']} records received"),
+                      f"{summary['failures_reported']} records received, "
+                      f"{summary['failures_coalesced']} coalesced"),
         SelftestCheck("lost", not any(summary["lost"].values()), json.dumps(summary["lost"])),
     ]
-    return checks, {"provoked": n, "seen": len(mine), "probes": renderer.info["probes"],
+    return checks, {"provoked": n, "seen": seen, "probes": renderer.info["probes"],
                     "kernel": renderer.info["kernel"]}
 
 

@@ -9,7 +9,9 @@ import click
 from paftrace.commands import TRACE_EXAMPLES
 from paftrace.options import (
     DEFAULT_NICE,
+    DEFAULT_RECORDS_PER_SITE,
     MAX_INTERVAL_S,
+    MAX_RECORDS_PER_SITE,
     MIN_INTERVAL_S,
     OptionError,
     TraceOptions,
@@ -96,13 +98,19 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
               help="Niceness once attached: the traced workload gets the CPU first (0: keep "
                    "the priority paftrace started with). Records it cannot keep up with are "
                    "counted as lost.")
+@click.option("--records-per-site", type=click.IntRange(0, MAX_RECORDS_PER_SITE),
+              default=DEFAULT_RECORDS_PER_SITE, show_default=True, metavar="N",
+              help="Failure records per call site, CPU and second; in a storm the rest are "
+                   "counted in the kernel and reported within 0.1 s as one record with "
+                   "a count (0: a record for every failure).")
 @click.option("--dry-run", is_flag=True, help="Print the probe plan and exit.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the BPF C and cflags, exit.")
 def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pid: bool,
           comm: str | None, cgroup: str | None, atomic_only: bool, warn_only: bool,
           duration: float | None, interval: float, as_json: bool, plain: bool,
           stack_sample: int, stack_storage_size: int,
-          disabled: frozenset[str], nice: int, dry_run: bool, ebpf: bool) -> None:
+          disabled: frozenset[str], nice: int, records_per_site: int, dry_run: bool,
+          ebpf: bool) -> None:
     """Trace failing page allocations live (the default command)."""
     from paftrace.tracer import run_trace  # noqa: PLC0415 - keeps `--help` fast
 
@@ -116,7 +124,7 @@ def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pi
         order_min=orders[0], order_max=orders[1], trace_all=trace_all, pid=pid, comm=comm,
         atomic_only=atomic_only, warn_only=warn_only, disabled=disabled,
         stack_storage=stack_storage_size, sample_every=stack_sample, cgroup=cgroup,
-        nice=nice,
+        nice=nice, records_per_site=records_per_site,
     )
     mode = "json" if as_json else "plain" if plain or not sys.stdout.isatty() else "live"
     sys.exit(run_trace(options, mode=mode, duration=duration, interval=interval,

@@ -38,12 +38,18 @@ RECORDS = (
         "`probes` lists what is attached (the same list `--dry-run` prints as planned), "
         "`refused` what the kernel refused; `features` is `[{\"name\", \"used\", "
         "\"detail\"}]`."),
-    RecordType("failure", "one per failed allocation", (
+    RecordType("failure", "one per failed allocation; in a storm, also one per call site "
+               "and poll (0.1 s) for its coalesced failures", (
         "type", "ts_ns", "cpu", "pid", "tid", "comm", "order", "gfp", "gfp_flags",
         "migratetype", "context", "softirq", "stack", "irq", "context_source", "requester",
         "blame", "visibility", "severity", "rule", "warned", "printed", "alloc_latency_us",
-        "buddyinfo", "stall", "cause", "cause_evidence", "cgroup"),
-        "`ts_ns` is CLOCK_MONOTONIC. `gfp` is `\"0x...\"`, `gfp_flags` its names (composites "
+        "buddyinfo", "stall", "cause", "cause_evidence", "cgroup", "count"),
+        "`count` is how many failures the record stands for: 1, or, beyond "
+        "`--records-per-site` records per call site, CPU and second, the failures of that "
+        "call site the kernel counted since the last poll (one record per call site and "
+        "poll, at most every 0.1 s; every other field describes the latest of them, judged "
+        "like a single failure). Add up `count`, not records. `ts_ns` is CLOCK_MONOTONIC. `gfp` is "
+        "`\"0x...\"`, `gfp_flags` its names (composites "
         "first, as the kernel prints them). `context` is process|softirq|hardirq|nmi, "
         "`softirq` the vector or null, `stack` `[\"symbol+0xoff\", ...]` innermost first. "
         "`visibility` is silent|reported|rate-limited, `severity` expected|harmful. "
@@ -88,11 +94,15 @@ RECORDS = (
         "in the kernel); the totals in the summary are exact."),
     RecordType("summary", "last", (
         "type", "duration_s", "order", "orders", "failures_matched", "failures_reported",
-        "failures_by_context", "by_class", "by_cause", "by_cgroup", "cgroup_filter",
+        "failures_coalesced", "failures_by_context", "by_class", "by_cause", "by_cgroup",
+        "cgroup_filter",
         "failures_filtered_by_cgroup", "call_sites", "lost", "allocations",
         "stack_sample_every", "reclaim", "fragmenters"),
-        "`orders` is `{\"4\": {\"attempts\", \"failures\"}, ...}`; `allocations` is filled "
-        "with --all; `reclaim` is `{\"type\": \"reclaim_summary\", ...}` or null. "
+        "`failures_matched` (counted in the kernel) = `failures_reported` (records "
+        "received) + `failures_coalesced` (in `count`s above 1) + `lost.records` less "
+        "`lost.unhandled`. `orders` is `{\"4\": {\"attempts\", \"failures\"}, ...}`; "
+        "`allocations` is filled with --all; `reclaim` is `{\"type\": \"reclaim_summary\", "
+        "...}` or null. "
         "`by_cause` is `{cause: N}`, `by_cgroup` `{\"/path\": N}` (memory cgroup path, else "
         "cgroup2 path, else \"unknown\"); `cgroup_filter` is --cgroup or null, "
         "`failures_filtered_by_cgroup` the failures it dropped in user space; each call site "

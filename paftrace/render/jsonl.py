@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from typing import Any, TextIO
+from typing import Any
 
 from paftrace.records import Failure
 from paftrace.render import Snapshot
+from paftrace.render.output import TextSink, stdout_writer
 
 SEPARATORS = (",", ":")
 # Failure fields whose value is shared between the failures of a storm (the
@@ -66,8 +66,8 @@ def splice(head: dict, tail: list[tuple[str, str]], members: str = "") -> str:
 
 
 class JsonRenderer:
-    def __init__(self, out: TextIO | None = None):
-        self.out = out or sys.stdout
+    def __init__(self, out: TextSink | None = None):
+        self.out = out or stdout_writer()
         self.fragments = Fragments()
         self._site_members: dict[tuple, str] = {}
 

@@ -186,8 +186,9 @@ class LiveRenderer:
         stalled = stall_before(failure)
         if stalled:
             detail += " " + stalled
-        self.timeline.append((failure.ts_ns, Text("FAIL", SEVERITY_STYLE.get(failure.severity,
-                                                                             "")),
+        label = f"FAIL x{failure.count}" if failure.count > 1 else "FAIL"
+        self.timeline.append((failure.ts_ns, Text(label, SEVERITY_STYLE.get(failure.severity,
+                                                                            "")),
                               inert(f"{failure.comm}[{failure.pid}]"), inert(detail)))
         self._maybe_draw()
 

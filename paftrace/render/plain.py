@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import TextIO
 
 from paftrace.reclaim import StallLog
 from paftrace.records import Failure
 from paftrace.render import Snapshot, printable
 from paftrace.render.frag import fragmenter_lines
 from paftrace.render.memtext import failure_line as buddy_line
+from paftrace.render.output import TextSink, stdout_writer
 from paftrace.render.text import text_table
 
 _MONO_TO_WALL = time.time() - time.monotonic()  # bpf_ktime_get_ns is CLOCK_MONOTONIC
@@ -64,11 +63,17 @@ def failure_line(f: Failure) -> str:
     if stalled:
         extra += " " + stalled
     memory = f" | {buddy_line(f.buddyinfo)}" if f.buddyinfo else ""
-    return (f"{wall_clock(f.ts_ns)} cpu{f.cpu} {printable(f.comm)}[{f.pid}/{f.tid}] "
+    return (f"{wall_clock(f.ts_ns)}{coalesced_label(f)} cpu{f.cpu} "
+            f"{printable(f.comm)}[{f.pid}/{f.tid}] "
             f"order:{f.order} {f.gfp}({'|'.join(f.gfp_flags)}) {f.migratetype} "
             f"{context_label(f)} {f.visibility}/{f.severity} "
             f"blame={printable(f.blame)} cgroup={printable(cgroup_text(f))}{extra}{memory}"
             f" | {printable(cause_text(f))}")
+
+
+def coalesced_label(f: Failure) -> str:
+    """' x1234 failures (...)' when the record stands for a storm's coalesced failures."""
+    return f" x{f.count} failures (coalesced in the kernel; the last:)" if f.count > 1 else ""
 
 
 def stall_line(record: dict) -> str:
@@ -122,8 +127,8 @@ def summary_lines(summary: dict) -> list[str]:
 
 
 class PlainRenderer:
-    def __init__(self, out: TextIO | None = None):
-        self.out = out or sys.stdout
+    def __init__(self, out: TextSink | None = None):
+        self.out = out or stdout_writer()
 
     def _print(self, line: str) -> None:
         self.out.write(line + "\n")

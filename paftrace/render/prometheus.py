@@ -99,13 +99,13 @@ class BoundedCounter:
         self.counts: Counter[tuple[str, ...]] = Counter()
         self._named: set[tuple[str, ...]] = set()
 
-    def add(self, labels: tuple[str, ...]) -> None:
+    def add(self, labels: tuple[str, ...], n: int = 1) -> None:
         if labels not in self._named:
             if len(self._named) >= self.limit:
                 labels = self.fold(labels)
             else:
                 self._named.add(labels)
-        self.counts[labels] += 1
+        self.counts[labels] += n
 
 
 def site_labels(f: Failure) -> tuple[str, ...]:
@@ -146,8 +146,8 @@ class PrometheusSink:
 
     def failure(self, failure: Failure) -> None:
         with self.lock:
-            self.failures.add(failure_labels(failure))
-            self.sites.add(site_labels(failure))
+            self.failures.add(failure_labels(failure), failure.count)
+            self.sites.add(site_labels(failure), failure.count)
 
     def event(self, record: dict) -> None:
         if record.get("type") == "stall" and record.get("kind") in self.stalls:

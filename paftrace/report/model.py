@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import fields
 
 from paftrace.aggregate import FailureAggregator
-from paftrace.records import Failure
+from paftrace.records import Failure, failures_in
 from paftrace.report.recorder import decode_kernel_reports
 from paftrace.report.recording import Recording
 from paftrace.report.verdict import judge, vm_settings
@@ -50,6 +50,13 @@ def _end_s(rec: Recording, t0: int) -> float:
     return _seconds(end, t0)
 
 
+def _weighted(failures: list[dict], key: str) -> dict:
+    counts: Counter = Counter()
+    for f in failures:
+        counts[f[key]] += failures_in(f)
+    return dict(counts)
+
+
 def _failure_series(failures: list[dict], t0: int, duration: float) -> dict:
     bucket = max(1, math.ceil(duration / MAX_BUCKETS))
     count = max(1, math.ceil(duration / bucket) + 1)
@@ -57,7 +64,7 @@ def _failure_series(failures: list[dict], t0: int, duration: float) -> dict:
     for f in failures:
         key = (f["order"], f["context"] + (f":{f['softirq']}" if f.get("softirq") else ""))
         slot = min(count - 1, max(0, int(_seconds(f["ts_ns"], t0) // bucket)))
-        series.setdefault(key, [0] * count)[slot] += 1
+        series.setdefault(key, [0] * count)[slot] += failures_in(f)
     return {"bucket_s": bucket, "t": [i * bucket for i in range(count)],
             "series": [{"order": o, "context": c, "counts": v}
                        for (o, c), v in sorted(series.items())]}
@@ -189,11 +196,12 @@ def build_model(rec: Recording) -> dict:
                  "filters": head.get("filters"), "probes": attached.get("probes", []),
                  "features": attached.get("features", []),
                  "summary_present": summary is not None},
-        "failures": {"total": len(failures),
-                     "by_order": {str(k): v for k, v in sorted(Counter(
-                         f["order"] for f in failures).items())},
-                     "by_context": dict(Counter(f["context"] for f in failures)),
-                     "by_severity": dict(Counter(f["severity"] for f in failures)),
+        "failures": {"total": sum(failures_in(f) for f in failures),
+                     "records": len(failures),
+                     "by_order": {str(k): v for k, v in sorted(
+                         _weighted(failures, "order").items())},
+                     "by_context": _weighted(failures, "context"),
+                     "by_severity": _weighted(failures, "severity"),
                      "kernel_counted": summary["failures_matched"] if summary else None,
                      "lost": summary["lost"] if summary else None},
         "failure_series": _failure_series(failures, t0, duration),

@@ -1,15 +1,16 @@
 """What slows the failure storm (workload (c)) while paftrace is attached: its BPF or
-its Python? Root; about 2 minutes. Interleaved rounds, medians as ratios of no tracer:
+its Python? Root; about 3 minutes. Interleaved rounds, medians as ratios of no tracer:
 
-  nice0     paftrace -o 4 --json --nice 0 (output to /dev/null)
-  nice10    the same at the default niceness, 10
-  bpf-only  paftrace attached, then stopped (SIGSTOP): its BPF runs, its Python does not
+  coalesced paftrace -o 4 --json (defaults: a storm's failures beyond 20 records per
+            call site, CPU and second counted in the kernel; output to /dev/null)
+  every     the same with --records-per-site 0: a record for every failure
+  bpf-only  paftrace -o 4 --records-per-site 0 attached, then stopped (SIGSTOP): its BPF
+            runs, its Python does not (the ring buffer fills and the rest is counted lost)
   bpftrace  the stack-keyed one-liner of scripts/bench
 
   scripts/bench --storm-ab [--rounds 6] [--seconds 2] [--tree DIR]
 
-`--tree`: the paftrace source tree to run (default: this checkout).
-"""
+`--tree`: the paftrace source tree to run (default: this checkout)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from pathlib import Path
 
 import benchstats as st
 import workloads as wl
-from tracers import BPFTRACE_ONE_LINER
+from tracers import BPFTRACE_ONE_LINER, process_cpu_seconds
 
 SETTLE_S = 2.5  # attached, kallsyms read by the warm-up thread (paftrace/symbols.py)
-VARIANTS = ("none", "nice0", "nice10", "bpf-only", "bpftrace")
+REPORT_S = 0.4  # after a storm: paftrace reports coalesced failures after its next poll
+VARIANTS = ("none", "coalesced", "every", "bpf-only", "bpftrace")
 
 
 def start(variant: str, tree: str) -> subprocess.Popen | None:
@@ -36,8 +38,9 @@ def start(variant: str, tree: str) -> subprocess.Popen | None:
     if variant == "bpftrace":
         argv = ["bpftrace", "-e", BPFTRACE_ONE_LINER]
     else:
-        nice = "0" if variant in ("nice0", "bpf-only") else "10"
-        argv = [sys.executable, "-m", "paftrace", "--order", "4", "--json", "--nice", nice]
+        argv = [sys.executable, "-m", "paftrace", "--order", "4", "--json"]
+        if variant != "coalesced":
+            argv += ["--records-per-site", "0"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": tree}, cwd=tempfile.gettempdir())
     time.sleep(SETTLE_S)
@@ -71,18 +74,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="paftrace-storm-ab-") as work:
         exe = wl.build(Path(work))
         rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        cpu_us: dict[str, list[float]] = {v: [] for v in VARIANTS if v != "none"}
         for r in range(args.rounds):
             for variant in st.rotation(VARIANTS, r):
                 proc = start(variant, args.tree)
                 try:
-                    rates[variant].append(wl.run(exe, "fail", args.seconds).rate)
+                    before = process_cpu_seconds(proc.pid) if proc else 0.0
+                    result = wl.run(exe, "fail", args.seconds)
+                    rates[variant].append(result.rate)
+                    if proc:
+                        time.sleep(REPORT_S)
+                        cpu_us[variant].append(
+                            1e6 * (process_cpu_seconds(proc.pid) - before) / max(1, result.ops))
                 finally:
                     stop(proc)
     base = st.spread(rates["none"]).median
     for variant, values in rates.items():
         runs = st.spread(values)
+        cpu = (f"  tracer CPU {st.spread(cpu_us[variant]).median:.1f} us/failure"
+               if variant in cpu_us else "")
         print(f"{variant:9} {runs.median:8.0f} failures/s  "
-              f"ratio {st.ratio(runs.median, base):.3f}  spread {runs.spread_pct:.0f}%  "
+              f"ratio {st.ratio(runs.median, base):.3f}  spread {runs.spread_pct:.0f}%{cpu}  "
               f"runs {[round(v) for v in values]}")
     return 0
 

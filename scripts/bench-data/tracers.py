@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -73,6 +74,28 @@ def _default_sigint() -> None:
 class TracerError(RuntimeError):
     pass
 
+# The record's own `count` is the last of its own fields, before the call site's, which
+# begin with "order" (paftrace/render/jsonl.py); the `stall` object has counts of its own.
+COUNT_KEY = re.compile(r'"count":(\d+),"order":')
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[0] is the state (field 3 of proc(5)): utime and stime are 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def failures_in_line(line: str) -> int:
+    """The `count` of a failure record's JSON text (1 from a paftrace without it). A regular
+    expression, not json.loads: this runs beside the workload, for every record of an old
+    tree's storm. A task name cannot fake the key: JSON escapes its quotes."""
+    found = COUNT_KEY.search(line)
+    return int(found.group(1)) if found else 1
+
 
 class Running:
     """A started tracer: its output drained by threads so it never blocks."""
@@ -85,6 +108,7 @@ class Running:
         self.stdout_tail: deque[str] = deque(maxlen=3)
         self.stderr_tail: deque[str] = deque(maxlen=5)
         self.failure_lines = 0
+        self.failures = 0  # failures those lines stand for (their `count`s)
         self.stop_s: float | None = None  # SIGINT to exit, when SIGINT alone ended it
         # In the scratch directory: `python -m` puts the working directory first on
         # sys.path, so run from a checkout, --before's tree (PYTHONPATH) lost to the
@@ -107,6 +131,7 @@ class Running:
                 self.ready_event.set()
             if line.startswith('{"type":"failure"'):
                 self.failure_lines += 1
+                self.failures += failures_in_line(line)
             elif line.strip():
                 tail.append(line.rstrip())
 
@@ -159,12 +184,7 @@ class Running:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the tracer process has used so far."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        # fields[0] is the state (field 3 of proc(5)): utime and stime are 14 and 15
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.proc.pid)
 
     def bpf_prog_ids(self) -> list[int]:
         """Ids of the BPF programs this process holds (from /proc/PID/fdinfo)."""

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paftrace.planner import ALLOC_ENTRY_NAMES, WARN_NAMES
+from paftrace.records import failures_in
 from paftrace.workloads.scenarios.softirq_cli import is_reply_failure
 
 # What the payload provokes in its live trace (scripts/matrix/payload).
@@ -138,9 +139,9 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         softirq_allocations=sum(int(a.get("count", 0)) for a in summary.get("allocations", [])
                                 if a.get("context") == "softirq" and a.get("softirq") == "NET_RX"),
         silent_provoked=int(provoke.get("failures", 0)),
-        silent_seen=sum(1 for f in silent if f.get("visibility") == "silent"),
+        silent_seen=sum(failures_in(f) for f in silent if f.get("visibility") == "silent"),
         # None for captures from before failures carried a cause
-        silent_memcg=sum(1 for f in silent if f.get("cause") == "memcg-limit")
+        silent_memcg=sum(failures_in(f) for f in silent if f.get("cause") == "memcg-limit")
         if any("cause" in f for f in silent) else None,
         warn_printed=printed if warn_tested else None,
         warn_marked=any(f.get("visibility") == "reported" for f in warned)
@@ -158,8 +159,8 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         result.frag_top_site = f"{top['site']} ({top['comm']})" if top else None
     netrx_rc = _text(directory, "netrx.rc").strip()
     if netrx_rc and netrx_rc != "skipped":
-        result.netrx_failures = sum(is_reply_failure(r, NETRX_ORDER)
-                                    for r in json_lines(_text(directory, "netrx-trace.out")))
+        result.netrx_failures = sum(failures_in(r) for r in json_lines(
+            _text(directory, "netrx-trace.out")) if is_reply_failure(r, NETRX_ORDER))
         result.netrx_lost = _last_json(_text(directory, "netrx.out")).get("lost")
         if netrx_rc != "0":
             result.netrx_error = (_text(directory, "netrx.err").strip().splitlines()

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from paftrace.procfs.buddyinfo import parse_buddyinfo
+from paftrace.records import failures_in
 from paftrace.workloads.childproc import read_line
 from paftrace.workloads.scenarios.common import free_blocks, meminfo_mib
 from paftrace.workloads.scenarios.softirq_cli import is_reply_failure
@@ -106,8 +107,9 @@ class Trace:
 
 
 def provoked_trace() -> dict:
-    """`paftrace --order 4 -d 5 --json` while scripts/provoke makes 5 order-4 failures."""
-    trace = Trace("--order", str(ORDER), "-d", "5")
+    """`paftrace --order 4 -d 5 --json` while scripts/provoke makes 5 order-4 failures;
+    a record per failure (--records-per-site 0): the kprobe marks are checked per record."""
+    trace = Trace("--order", str(ORDER), "-d", "5", "--records-per-site", "0")
     code, provoked = run_json("scripts/provoke", [str(SCRIPTS / "provoke"), "-n", "5", "-o",
                                                   str(ORDER)], 120)
     trace.wait(30)
@@ -205,7 +207,8 @@ def seed_case() -> dict:
     net_rx = [f for f in failures if is_reply_failure(f, ORDER)]
     example = net_rx[0] if net_rx else None
     return {"before": before, "fragment_attempts": attempts, "softirq_highorder": softirq,
-            "failures": len(failures), "netrx_failures": len(net_rx),
+            "failures": sum(map(failures_in, failures)),
+            "netrx_failures": sum(map(failures_in, net_rx)),
             "netrx_orders": sorted({f["order"] for f in net_rx}),
             "example": example and {k: example[k] for k in (
                 "order", "gfp", "gfp_flags", "context", "softirq", "requester", "blame",
