@@ -39,15 +39,15 @@ RECORDS = (
         "`refused` what the kernel refused; `features` is `[{\"name\", \"used\", "
         "\"detail\"}]`."),
     RecordType("failure", "one per failed allocation; in a storm, also one per call site "
-               "and poll (0.1 s) for its coalesced failures", (
+               "every 0.5 s for its coalesced failures", (
         "type", "ts_ns", "cpu", "pid", "tid", "comm", "order", "gfp", "gfp_flags",
         "migratetype", "context", "softirq", "stack", "irq", "context_source", "requester",
         "blame", "visibility", "severity", "rule", "warned", "printed", "alloc_latency_us",
         "buddyinfo", "stall", "cause", "cause_evidence", "cgroup", "count"),
         "`count` is how many failures the record stands for: 1, or, beyond "
         "`--records-per-site` records per call site, CPU and second, the failures of that "
-        "call site the kernel counted since the last poll (one record per call site and "
-        "poll, at most every 0.1 s; every other field describes the latest of them, judged "
+        "call site the kernel counted since the last report (one record per call site "
+        "every 0.5 s at most; every other field describes the latest of them, judged "
         "like a single failure). Add up `count`, not records. `ts_ns` is CLOCK_MONOTONIC. `gfp` is "
         "`\"0x...\"`, `gfp_flags` its names (composites "
         "first, as the kernel prints them). `context` is process|softirq|hardirq|nmi, "

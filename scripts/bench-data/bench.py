@@ -227,8 +227,8 @@ class Bench:
         coalescing (a record's decoding and output is the only work its Python does per
         failure), per failure since (a coalesced record stands for many). Read after the
         records are out (the reader polls every 100 ms and reports coalesced failures
-        after each poll)."""
-        time.sleep(0.4)
+        every 0.5 s: tracer.COALESCED_EVERY_S)."""
+        time.sleep(0.8)
         failures = run.failures - failures_before
         if failures > 0:
             self.user_us.setdefault(name, []).append(

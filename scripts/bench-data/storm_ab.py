@@ -28,7 +28,7 @@ import workloads as wl
 from tracers import BPFTRACE_ONE_LINER, process_cpu_seconds
 
 SETTLE_S = 2.5  # attached, kallsyms read by the warm-up thread (paftrace/symbols.py)
-REPORT_S = 0.4  # after a storm: paftrace reports coalesced failures after its next poll
+REPORT_S = 0.8  # after a storm: paftrace reports coalesced failures every 0.5 s
 VARIANTS = ("none", "coalesced", "every", "bpf-only", "bpftrace")
 
 
