@@ -84,7 +84,7 @@ class MapReader:
     def coalesced_sites(self) -> list[tuple[SiteKey, int, RawFailure]]:
         """(site, failures coalesced there so far, the latest of them) for each call
         site with any; [] when coalescing is off (no `sites` table) or nothing was
-        coalesced since the last call (one counter read: this runs after every poll)."""
+        coalesced since the last call (then one counter read, no table walk)."""
         try:
             table = self.bpf["sites"]
         except KeyError:
