@@ -21,10 +21,10 @@ GUEST = {"guest_kernel": "6.1.0-50-amd64", "doctor": "pass", "selftest": "pass",
 
 
 def run_state(tmp_path: Path, guest: dict | None = None, leftovers: str = "",
-              status: int = 0) -> dict:
+              status: int = 0, facts: str = "") -> dict:
     state = tmp_path / "state"
     state.mkdir(parents=True)
-    (state / "facts").write_text("up 75\nmode offline\nprovision 140\n")
+    (state / "facts").write_text("up 75\nmode offline\nprovision 140\n" + facts)
     (state / "stages").write_text("host 4\nbox 11\nup 75\n")
     (state / "leftovers").write_text(leftovers)
     if guest is not None:
@@ -65,3 +65,16 @@ def test_leftovers_a_shell_failure_or_no_guest_fail(tmp_path: Path) -> None:
     assert not run_state(tmp_path / "b", GUEST, status=1)["passed"]
     nothing = run_state(tmp_path / "c", None, status=1)
     assert (nothing["doctor"], nothing["failures_seen"], nothing["passed"]) == ("fail", 0, False)
+
+
+def test_the_booted_box_and_whether_it_was_provisioned_afresh(tmp_path: Path) -> None:
+    """A fresh provisioning saves its disk; a later run boots that box (setup runs again)."""
+    fresh = run_state(tmp_path / "fresh", GUEST, facts=(
+        "box paftrace/debian12-6.1 20261201.1\nfresh 1\nsaved yes\n"))
+    assert (fresh["box"], fresh["fresh_provision"], fresh["provisioned_box_saved"]) == (
+        "paftrace/debian12-6.1 20261201.1", True, True)
+    cached = run_state(tmp_path / "cached", GUEST, facts=(
+        "box paftrace/debian12-6.1-provisioned 20261202.2\nfresh 0\n"))
+    assert (cached["box"], cached["fresh_provision"], cached["provisioned_box_saved"]) == (
+        "paftrace/debian12-6.1-provisioned 20261202.2", False, False)
+    assert cached["passed"] and fresh["passed"]

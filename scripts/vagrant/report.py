@@ -2,7 +2,8 @@
 
     python3 report.py STATE_DIR BOX_JSON TOTAL_SECONDS SHELL_STATUS
 
-STATE_DIR holds what the run wrote: `facts` (up/provision seconds, provisioning mode),
+STATE_DIR holds what the run wrote: `facts` (the box booted, whether it was provisioned
+afresh and saved, up/provision seconds, provisioning mode),
 `stages` (seconds per stage), `guest.json` (scripts/vagrant/guest_check.py's object) and
 `leftovers` (what could not be undone). Passing means: doctor and selftest pass in the VM,
 every provoked failure seen, the kprobe paths on, real NET_RX failures caught, nothing left.
@@ -38,7 +39,8 @@ def report(state: Path, box_json: Path, total_s: int, status: int) -> dict:
     box = read_json(box_json)
     trace = guest.get("trace", {})
     out = {
-        "box": f"{box['name']} {box['version']}" if box else None,
+        # The box that booted: the plain one, or the one an earlier run provisioned.
+        "box": facts.get("box") or (f"{box['name']} {box['version']}" if box else None),
         "guest_kernel": guest.get("guest_kernel"),
         "provision_s": seconds(facts.get("provision")),
         "up_s": seconds(facts.get("up")),
@@ -51,6 +53,10 @@ def report(state: Path, box_json: Path, total_s: int, status: int) -> dict:
         "leftovers": [line for line in (state / "leftovers").read_text().splitlines() if line]
         if (state / "leftovers").exists() else ["unknown: the cleanup did not finish"],
         "provision_mode": facts.get("mode"),
+        # scripts/setup ran on the plain box (everything installed) or on the provisioned
+        # one (setup only reinstalls paftrace); after a fresh one, whether its disk was saved.
+        "fresh_provision": facts.get("fresh") == "1",
+        "provisioned_box_saved": facts.get("saved") == "yes",
         "kprobe_records": {k: trace.get(k) for k in ("provoked", "seen", "warn_marked",
                                                      "latency_us")},
         "stages_s": {k: int(v) for k, v in read_pairs(state / "stages").items()},
