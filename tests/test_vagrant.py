@@ -57,3 +57,41 @@ def test_offline_provisioning_and_pool_validate(tmp_path: Path) -> None:
     proc = validate(tmp_path, PAFTRACE_SETUP_OFFLINE=str(offline),
                     PAFTRACE_LIBVIRT_POOL="paftrace-vagrant", PAFTRACE_LIBVIRT_DRIVER="qemu")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def provision_key(checkout: Path, cache: Path) -> str:
+    """scripts/vagrant/host.sh's provision_key: the key a saved provisioned disk is kept by."""
+    proc = subprocess.run(
+        ["bash", "-c", f'HERE="{ROOT}"; . "$HERE/scripts/vagrant/host.sh"; provision_key "$1" "$2"',
+         "key", str(checkout), str(cache)], capture_output=True, text=True, timeout=30, check=True)
+    return proc.stdout.strip()
+
+
+def test_the_provisioned_box_is_dropped_when_an_input_of_provisioning_changes(
+        tmp_path: Path) -> None:
+    """The cached run boots a disk an earlier run provisioned: only while setup, what it
+    sources, the Vagrantfile, the plain box and the offline bundle are all unchanged."""
+    checkout, cache = tmp_path / "checkout", tmp_path / "cache"
+    (checkout / "scripts" / "lib").mkdir(parents=True)
+    (cache / "offline" / "apt").mkdir(parents=True)
+    (cache / "offline" / "wheels").mkdir()
+    inputs = {checkout / "scripts" / "setup": "#!/bin/bash\n",
+              checkout / "scripts" / "lib" / "apt.sh": "apt_install() { :; }\n",
+              checkout / "Vagrantfile": "Vagrant.configure('2') {}\n",
+              cache / "box.json": '{"name": "paftrace/debian12-6.1", "version": "1"}\n',
+              cache / "offline" / "apt" / "python3.deb": "deb"}
+    for path, text in inputs.items():
+        path.write_text(text)
+    (checkout / "README.md").write_text("docs\n")
+    key = provision_key(checkout, cache)
+    assert re.fullmatch(r"[0-9a-f]{64}", key) and provision_key(checkout, cache) == key
+    (checkout / "README.md").write_text("other docs\n")   # not an input: same key
+    assert provision_key(checkout, cache) == key
+    seen = {key}
+    for path in inputs:
+        path.write_text(path.read_text() + "# changed\n")
+        changed = provision_key(checkout, cache)
+        assert changed not in seen, path
+        seen.add(changed)
+    (cache / "offline" / "wheels" / "click-8.1.7-py3-none-any.whl").write_text("whl")
+    assert provision_key(checkout, cache) not in seen

@@ -24,6 +24,14 @@ virsh_names() {
     esac 2>/dev/null | sed '/^$/d' | sort
 }
 
+# provision_key CHECKOUT CACHE: what a provisioned disk depends on -- the plain box, the
+# script that provisions it (and what it sources), the Vagrantfile that runs it, and the
+# offline bundle it installs from (names, sizes, times). Another key: provision afresh.
+provision_key() {
+    { cat "$2/box.json" "$1/scripts/setup" "$1"/scripts/lib/*.sh "$1/Vagrantfile"
+      (cd "$2/offline" && find . -type f -printf '%P %s %T@\n' | sort); } | sha256sum | cut -d' ' -f1
+}
+
 daemon_running() { pgrep -x "$1" >/dev/null; }
 
 # Started by us: its pid is recorded, and only that pid is stopped later.
