@@ -122,9 +122,9 @@ struct failure_event {
  * the last of them whole, and user space reports them as one `failure` record
  * with a `count` within 0.5 s (tracer.COALESCED_EVERY_S). A failure storm then
  * costs the kernel's part only (the stack walk, needed for the key, and a map
- * update), not a record and its decoding each. A full table sends the record as usual: nothing is
- * dropped, only coalescing stops for new sites. SITE_RECORDS 0: every failure is
- * a record and the table does not exist. */
+ * update), not a record and its decoding each. A full table sends the record
+ * as usual: nothing is dropped, only coalescing stops for new sites.
+ * SITE_RECORDS 0: every failure is a record and the table does not exist. */
 #define SITE_WINDOW_NS 1000000000ULL
 #define SITE_ENTRIES 512
 

@@ -99,9 +99,9 @@ RECORDS = (
         "failures_filtered_by_cgroup", "call_sites", "lost", "allocations",
         "stack_sample_every", "reclaim", "fragmenters"),
         "`failures_matched` (counted in the kernel) = `failures_reported` (records "
-        "received) + `failures_coalesced` (the coalesced records' `count`s) + `lost.records` "
-        "less "
-        "`lost.unhandled`. `orders` is `{\"4\": {\"attempts\", \"failures\"}, ...}`; "
+        "received) + `failures_coalesced` (the coalesced records' `count`s) + "
+        "`lost.records` less `lost.unhandled`. "
+        "`orders` is `{\"4\": {\"attempts\", \"failures\"}, ...}`; "
         "`allocations` is filled with --all; `reclaim` is `{\"type\": \"reclaim_summary\", "
         "...}` or null. "
         "`by_cause` is `{cause: N}`, `by_cgroup` `{\"/path\": N}` (memory cgroup path, else "
