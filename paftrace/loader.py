@@ -135,6 +135,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
         "-Wno-macro-redefined",
     ]
     switches = {"-DHAVE_PFN": plan.failure_field == "pfn", "-DUSE_RINGBUF": plan.ringbuf,
+                "-DUSE_RAW_TP": plan.raw_alloc_tracepoint,
                 "-DHAVE_IRQ_TP": plan.irq_tracepoints,
                 "-DHAVE_KPROBE_WARN": plan.warn_kprobe is not None,
                 "-DHAVE_KPROBE_ALLOC": plan.alloc_kprobe is not None,
@@ -239,9 +240,12 @@ class Program:
 
     def attached(self) -> list[str]:
         """What is attached now, read back from bcc, in the plan's format."""
-        open_tps = {tp.decode() if isinstance(tp, bytes) else tp
-                    for tp in self.bpf.tracepoint_fds}
-        out = [f"tracepoint:{tp}" for tp in self.plan.tracepoints() if tp in open_tps]
+        def names(fds: dict) -> set[str]:
+            return {tp.decode() if isinstance(tp, bytes) else tp for tp in fds}
+
+        out = [f"raw_tracepoint:{tp}" for tp in names(self.bpf.raw_tracepoint_fds)]
+        open_tps = names(self.bpf.tracepoint_fds)
+        out += [f"tracepoint:{tp}" for tp in self.plan.tracepoints() if tp in open_tps]
         out.append("ringbuf" if self.plan.ringbuf else "perfbuf")
         return (out + [f"kprobe:{k}" for k in self._kprobes]
                 + [f"kretprobe:{k}" for k in self._kretprobes])

@@ -20,6 +20,7 @@ from paftrace.options import TraceOptions
 from paftrace.planner import ProbePlan
 from paftrace.reclaim import Stall
 from paftrace.records import RawAllocKey, RawFailure, SiteKey
+from paftrace.stacks import without_tracing_frames
 
 FailureHandler = Callable[[RawFailure], None]
 StallHandler = Callable[[Stall], None]
@@ -197,7 +198,7 @@ class TraceSession:
         return self.maps.failures_by_context()
 
     def stack(self, stack_id: int) -> list[str]:
-        return self.symbols.frames(self.maps.stack_addresses(stack_id))
+        return without_tracing_frames(self.symbols.frames(self.maps.stack_addresses(stack_id)))
 
     def coalesced_sites(self) -> list[tuple[SiteKey, int, RawFailure]]:
         return self.maps.coalesced_sites()

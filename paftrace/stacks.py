@@ -35,6 +35,27 @@ _ALLOCATOR_PATTERNS = [
 _ALLOCATOR_RE = re.compile("^(?:" + "|".join(_ALLOCATOR_PATTERNS) + ")$")
 
 
+# A stack walked from a raw tracepoint program begins in the tracing code that ran it
+# (kernel/trace/bpf_trace.c: bpf_get_stackid_raw_tp takes the registers where it is
+# called): the program itself, bpf_trace_runN and, on kernels or configurations
+# without static calls, __bpf_trace_<event> and __traceiter_<event>. A classic
+# tracepoint's stack begins at the caller of the tracepoint instead.
+_TRACING_ENTRY_RE = re.compile(r"^(?:bpf_trace_run\d+|__bpf_trace_run|__bpf_trace_\w+|"
+                               r"__traceiter_\w+)$")
+_TRACING_ENTRY_DEPTH = 6  # the program and at most four tracing frames, plus slack
+
+
+def without_tracing_frames(frames: list[str]) -> list[str]:
+    """`frames` from the first frame after the tracing code, if it is on top. The
+    program's own frame may be unnamed (no bpf_jit_kallsyms): the cut is after the
+    last tracing frame among the first few, whatever precedes it."""
+    cut = 0
+    for index, frame in enumerate(frames[:_TRACING_ENTRY_DEPTH]):
+        if _TRACING_ENTRY_RE.match(symbol_name(frame)):
+            cut = index + 1
+    return frames[cut:]
+
+
 def is_allocator_frame(frame: str) -> bool:
     return bool(_ALLOCATOR_RE.match(symbol_name(frame)))
 

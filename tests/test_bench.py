@@ -99,6 +99,12 @@ def test_targets_compare_with_the_empty_program():
     assert targets["paftrace -o 4"]["met"] is True
     assert targets["paftrace -o 0+ --all"]["times_floor"] == pytest.approx(3.0)
     assert targets["paftrace -o 0+ --all"]["met"] is False
+    assert "times_raw_floor" not in targets["paftrace -o 4"]  # not measured: not shown
+    cells["empty-raw-bpf"] = {"fault": {"ratio": 0.95}}
+    raw = bench.Bench.targets(cells)["paftrace -o 4"]
+    assert raw["times_raw_floor"] == pytest.approx(2.2)
+    assert raw["raw_floor_overhead_pct"] == pytest.approx(5.0)
+    assert raw["met"] is True  # the target stays the issue's: the classic empty program
 
 
 @needs_root

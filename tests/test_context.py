@@ -15,7 +15,7 @@ from paftrace.context import (
     softirq_name,
     symbol_name,
 )
-from paftrace.stacks import requester
+from paftrace.stacks import requester, without_tracing_frames
 from tests.helpers import DATA
 
 STACKS = json.loads((DATA / "stacks-6.18.json").read_text())
@@ -96,3 +96,24 @@ def test_unnamed_module_text_is_the_requester_not_its_caller():
     frames = ["__alloc_pages_noprof+0x228", "alloc_pages_mpol_noprof+0x8f",
               "0xffffffffc0a1b2c3 [module text, symbol gone]", "do_one_initcall+0x5b"]
     assert requester(frames) == "0xffffffffc0a1b2c3 [module text, symbol gone]"
+
+
+PIPE_STACK = ["__alloc_frozen_pages_noprof+0x26b", "alloc_pages_mpol+0x86", "pipe_resize_ring+0x30"]
+
+
+@pytest.mark.parametrize("top", [
+    ["bpf_prog_8f1216e804d2cb98_raw_tracepoint__mm_page_alloc+0x5c", "bpf_trace_run4+0x7c"],  # 6.18
+    ["bpf_prog_0123456789abcdef_raw_tracepoint__mm_page_alloc+0x1d", "bpf_trace_run4+0x8a",
+     "__bpf_trace_mm_page_alloc+0x11", "__traceiter_mm_page_alloc+0x2f"],  # no static calls
+    ["[unknown]", "bpf_trace_run4+0x7c"],  # the program unnamed: no bpf_jit_kallsyms
+    [],  # a classic tracepoint's stack: nothing to drop
+])
+def test_raw_tracepoint_frames_are_dropped_from_the_top(top):
+    assert without_tracing_frames([*top, *PIPE_STACK]) == PIPE_STACK
+
+
+def test_tracing_frames_deeper_in_the_stack_stay():
+    """Only the top is the tracing code: a tracepoint's frames further down belong to
+    the story (say, an allocation made by a tracer's own program)."""
+    deep = [*PIPE_STACK, "a+0x1", "b+0x1", "c+0x1", "bpf_trace_run2+0x10", "d+0x1"]
+    assert without_tracing_frames(deep) == deep

@@ -27,6 +27,7 @@ class FakeKernel:
     functions: set = field(default_factory=set)
     kprobes: bool = True
     ringbuf: bool = True
+    raw: bool = True  # raw tracepoints (4.17+)
     fmt: TracepointFormat = field(default_factory=lambda: FMT_PFN)
     fmt_missing: bool = False
     formats: dict = field(default_factory=dict)  # other tracepoints' formats
@@ -50,6 +51,9 @@ class FakeKernel:
 
     def ringbuf_supported(self) -> bool:
         return self.ringbuf
+
+    def raw_tracepoints_supported(self) -> bool:
+        return self.raw
 
     def has_bpf_helper(self, name: str) -> bool:
         return name in self.helpers
@@ -110,11 +114,25 @@ def test_the_plan_is_frozen_and_lists_every_tracepoint_once():
     plan = plan_probes(FakeKernel(functions={"__alloc_pages", "warn_alloc"}))
     with pytest.raises(AttributeError):
         plan.ringbuf = False  # type: ignore[misc]
-    assert plan.tracepoints() == ("kmem:mm_page_alloc", *(f"irq:{e}" for e in (
+    assert plan.tracepoints() == (*(f"irq:{e}" for e in (
         "irq_handler_entry", "irq_handler_exit", "softirq_entry", "softirq_exit")),
         "irq_vectors:local_timer_entry", "irq_vectors:local_timer_exit")
-    assert plan.probes() == [*(f"tracepoint:{t}" for t in plan.tracepoints()), "ringbuf",
+    assert plan.probes() == ["raw_tracepoint:mm_page_alloc",
+                             *(f"tracepoint:{t}" for t in plan.tracepoints()), "ringbuf",
                              "kprobe:warn_alloc", "kprobe:__alloc_pages"]
+
+
+@pytest.mark.parametrize("kernel,disabled", [(FakeKernel(raw=False), frozenset()),
+                                             (FakeKernel(), frozenset({"raw-tracepoint"}))])
+def test_the_allocation_hook_is_a_classic_tracepoint_without_raw_ones(kernel, disabled):
+    """Before 4.17, or with --no-feature raw-tracepoint: kmem:mm_page_alloc as before."""
+    plan = plan_probes(kernel, disabled)
+    assert not plan.raw_alloc_tracepoint
+    assert plan.tracepoints()[0] == "kmem:mm_page_alloc"
+    assert plan.probes()[0] == "tracepoint:kmem:mm_page_alloc"
+    status = next(s for s in plan.statuses if s.name == "raw-tracepoint")
+    assert not status.used and "classic tracepoint" in status.detail
+    assert plan_probes(FakeKernel()).raw_alloc_tracepoint
 
 
 def test_reclaim_is_part_of_the_plan():
@@ -166,9 +184,22 @@ def test_memcg_charge_kretprobe_is_probed(functions, expected):
 @needs_root
 def test_the_helper_probe_agrees_with_kallsyms():
     """The cgroup-id helper is probed by loading a program that calls it (a kallsyms
-    parse took a sixth of start-up): the verifier's answer is kallsyms' answer."""
-    from paftrace.planner import CGROUP_ID_HELPER, HELPER_IDS, helper_loads, kallsyms_text_symbols
+    parse took a sixth of start-up): the verifier's answer is kallsyms' answer. The
+    same probe, without a helper call, tells whether raw tracepoints exist."""
+    from paftrace.planner import (
+        BPF_PROG_TYPE_RAW_TRACEPOINT,
+        BPF_PROG_TYPE_TRACEPOINT,
+        CGROUP_ID_HELPER,
+        HELPER_IDS,
+        kallsyms_text_symbols,
+        program_loads,
+    )
 
-    assert helper_loads(HELPER_IDS[CGROUP_ID_HELPER]) is (
+    assert program_loads(BPF_PROG_TYPE_TRACEPOINT, HELPER_IDS[CGROUP_ID_HELPER]) is (
         CGROUP_ID_HELPER in kallsyms_text_symbols())
-    assert helper_loads(10**6) is False  # no such helper: the verifier says EINVAL
+    # no such helper, no such program type: the kernel says EINVAL
+    assert program_loads(BPF_PROG_TYPE_TRACEPOINT, 10**6) is False
+    assert program_loads(10**6) is False
+    assert program_loads(BPF_PROG_TYPE_RAW_TRACEPOINT) is (
+        "bpf_raw_tracepoint_open" in kallsyms_text_symbols()
+        or "bpf_get_raw_tracepoint" in kallsyms_text_symbols())

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from paftrace.stacks import is_allocator_frame
 from paftrace.workloads.netload import loopback_connections
 from tests.helpers import needs_root, paftrace_cmd, provoke, run_tracer
 
@@ -26,6 +27,7 @@ def test_ten_order4_failures_are_reported_exactly():
     assert provoked["failures"] == 10
     assert run.returncode == 130, run.stderr
     assert run.attached["order"] == "4"
+    assert run.attached["probes"][0] == "raw_tracepoint:mm_page_alloc"
     mine = _mine(run, provoked)
     assert len(mine) == 10
     for f in mine:
@@ -34,6 +36,8 @@ def test_ten_order4_failures_are_reported_exactly():
         assert f["context"] == "process" and f["softirq"] is None
         assert any(frame.startswith("pipe_resize_ring+0x") for frame in f["stack"])
         assert f["requester"] == "pipe_resize_ring"
+        # The raw tracepoint's stack begins, as a classic one's, in the allocator.
+        assert is_allocator_frame(f["stack"][0]), f["stack"][:3]
         assert f["visibility"] == "silent" and f["severity"] == "expected"
         assert re.fullmatch(r"0x[0-9a-f]+", f["gfp"])
         assert f["tid"] == f["pid"] and f["migratetype"] == "Unmovable"
@@ -113,14 +117,19 @@ def test_loopback_load_shows_net_rx_softirq_allocations():
                for fr in frames)
 
 
-@pytest.mark.parametrize("feature", ["ringbuf", "irq-tracepoints", "irq-vectors", "kprobes",
-                                     "reclaim"])
+@pytest.mark.parametrize("feature", ["raw-tracepoint", "ringbuf", "irq-tracepoints",
+                                     "irq-vectors", "kprobes", "reclaim"])
 def test_every_fallback_path_still_sees_the_failures(feature):
     run = run_tracer(["--order", "4", "--no-feature", feature], lambda: provoke(4, 4))
     mine = _mine(run, run.workload_result)
     assert len(mine) == 4
     assert all(f["context"] == "process" for f in mine)
+    assert all(f["requester"] == "pipe_resize_ring" and is_allocator_frame(f["stack"][0])
+               for f in mine)
     probes = run.attached["probes"]
+    if feature == "raw-tracepoint":  # kernels before 4.17 take this path
+        assert probes[0] == "tracepoint:kmem:mm_page_alloc"
+        assert not any(p.startswith("raw_tracepoint:") for p in probes)
     if feature == "ringbuf":
         assert "perfbuf" in probes and "ringbuf" not in probes
     if feature == "irq-tracepoints":

@@ -9,7 +9,8 @@
  * Everything optional is switched by -D macros chosen by paftrace/loader.py
  * after probing the kernel (see paftrace/planner.py for the kernel change
  * behind each switch):
- *   HAVE_PFN            mm_page_alloc has `pfn` (~4.1+, failure = -1UL);
+ *   USE_RAW_TP          mm_page_alloc as a raw tracepoint (4.17+; see its program)
+ *   HAVE_PFN            the mm_page_alloc event has `pfn` (~4.1+, failure = -1UL);
  *                       otherwise `page` (failure = NULL)
  *   USE_RINGBUF         BPF ring buffer (5.8+), else perf buffer
  *   HAVE_IRQ_TP         irq:irq_handler_entry/exit and irq:softirq_entry/exit
@@ -424,7 +425,7 @@ static __always_inline int count_in_slot(u64 gfp, u32 order, u8 context, u8 vec)
     return 1;
 }
 
-static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 context,
+static __always_inline void count_allocation(void *ctx, u64 gfp, u32 order, u8 context,
                                              u8 vec)
 {
     struct alloc_key key = {.gfp = gfp, .order = order, .context = context,
@@ -453,7 +454,7 @@ static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 
     s->left = next_sample_every(s);
     bump_stat(STAT_SAMPLED_STACKS);
     struct alloc_stack_key skey = {.base = key};
-    skey.stack_id = stacks.get_stackid(args, 0);
+    skey.stack_id = stacks.get_stackid(ctx, 0);
     if (skey.stack_id < 0)
         bump_stat(STAT_STACK_ERRORS);
     count = alloc_stacks.lookup_or_try_init(&skey, &zero);
@@ -464,16 +465,13 @@ static __always_inline void count_allocation(void *args, u64 gfp, u32 order, u8 
 }
 #endif
 
-TRACEPOINT_PROBE(kmem, mm_page_alloc)
+/* Every allocation, from either entry point below: `ctx` is what helpers that
+ * take the program's context (stack walks, perf buffer output) are given. */
+static __always_inline int on_page_alloc(void *ctx, int failed, u32 order, u64 gfp,
+                                         s32 migratetype)
 {
-    u32 order = args->order;
-#ifdef HAVE_PFN
-    int failed = args->pfn == (unsigned long)-1;
-#else
-    int failed = (unsigned long)args->page == 0;
-#endif
 #if defined(WITH_RECLAIM) && defined(HAVE_TRY_COMPACT)
-    reclaim_on_alloc(args, order, failed);  /* closes direct-compaction stalls */
+    reclaim_on_alloc(ctx, order, failed);  /* closes direct-compaction stalls */
 #endif
     /* Always-on per-order counters: the cheapest useful thing we can do. */
     u32 slot = order < ORDER_SLOTS ? order : ORDER_SLOTS - 1;
@@ -494,7 +492,6 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
 #endif
     if (order < ORDER_MIN || order > ORDER_MAX)
         return 0;
-    u64 gfp = args->gfp_flags;
 #ifdef ATOMIC_ONLY
     if (gfp & GFP_DIRECT_RECLAIM)
         return 0;
@@ -527,7 +524,7 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
     u8 context = current_context(&vec, &irq);
 #ifdef TRACE_ALL
     if (!failed) {
-        count_allocation(args, gfp, order, context, vec);
+        count_allocation(ctx, gfp, order, context, vec);
         return 0;
     }
 #endif
@@ -537,11 +534,11 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
     if (by_ctx)
         (*by_ctx)++;
 
-    s32 stack_id = stacks.get_stackid(args, 0);
+    s32 stack_id = stacks.get_stackid(ctx, 0);
     if (stack_id < 0)
         bump_stat(STAT_STACK_ERRORS);
 #if SITE_RECORDS
-    if (coalesced(gfp, order, args->migratetype, context, vec, irq, stack_id, alloc_start_ns))
+    if (coalesced(gfp, order, migratetype, context, vec, irq, stack_id, alloc_start_ns))
         return 0;
 #endif
 #ifdef USE_RINGBUF
@@ -550,13 +547,39 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc)
         bump_stat(STAT_LOST_RECORDS);
         return 0;
     }
-    fill_failure(e, gfp, order, args->migratetype, context, vec, irq, stack_id, alloc_start_ns);
+    fill_failure(e, gfp, order, migratetype, context, vec, irq, stack_id, alloc_start_ns);
     failures.ringbuf_submit(e, ringbuf_wakeup_flag());
 #else
     struct failure_event e = {};
-    fill_failure(&e, gfp, order, args->migratetype, context, vec, irq, stack_id,
-                 alloc_start_ns);
-    failures.perf_submit(args, &e, sizeof(e));
+    fill_failure(&e, gfp, order, migratetype, context, vec, irq, stack_id, alloc_start_ns);
+    failures.perf_submit(ctx, &e, sizeof(e));
 #endif
     return 0;
 }
+
+#ifdef USE_RAW_TP
+/* A raw tracepoint (4.17+, commit c4f6699dfcb8 "bpf: introduce BPF_RAW_TRACEPOINT")
+ * runs on trace_mm_page_alloc()'s own arguments. A classic tracepoint program first
+ * has the whole event record built in a perf buffer (include/trace/perf.h,
+ * perf_trace_##call): on 6.18 that hook cost 172 ns per allocation, the raw one 36
+ * (docs/PERFORMANCE.md). The arguments are the event's TP_PROTO, unchanged since
+ * 2.6.33 (include/trace/events/kmem.h): (struct page *page, unsigned int order,
+ * gfp_t gfp_flags, int migratetype), page NULL on failure. Stack walks from here
+ * begin in the tracing code (bpf_trace_run4 and, before static calls, its
+ * callers): paftrace/stacks.py drops those frames. */
+RAW_TRACEPOINT_PROBE(mm_page_alloc)
+{
+    return on_page_alloc(ctx, ctx->args[0] == 0, (u32)ctx->args[1], (u32)ctx->args[2],
+                         (s32)ctx->args[3]);
+}
+#else
+TRACEPOINT_PROBE(kmem, mm_page_alloc)
+{
+#ifdef HAVE_PFN
+    int failed = args->pfn == (unsigned long)-1;
+#else
+    int failed = (unsigned long)args->page == 0;
+#endif
+    return on_page_alloc(args, failed, args->order, args->gfp_flags, args->migratetype);
+}
+#endif

@@ -32,8 +32,8 @@ from tracers import Running, Tracer, TracerError, all_tracers, before_tracers
 from paftrace.tracefs import TraceFs
 
 BPF_STATS = Path("/proc/sys/kernel/bpf_stats_enabled")
-PROFILED = ("empty-bpf", "paftrace -o 4", "paftrace -o 0+ --all", "paftrace exporter -o 4",
-            "bpftrace")
+PROFILED = ("empty-bpf", "empty-raw-bpf", "paftrace -o 4", "paftrace -o 0+ --all",
+            "paftrace exporter -o 4", "bpftrace")
 PROFILE_WORKLOADS = ("fault", "fail")
 SOAK_TRACER = "paftrace -o 0+ --all"
 EXPORTER_ALL_ORDERS = "paftrace exporter -o 0+"
@@ -397,6 +397,7 @@ class Bench:
             return st.overhead(cell["ratio"]) if cell else None
 
         floor = oh("empty-bpf")
+        raw_floor = oh("empty-raw-bpf")  # the cheaper hook paftrace uses since 4.17
         out = {}
         for name, limit in (("paftrace -o 4", st.TARGET_ORDER4_VS_FLOOR),
                             ("paftrace -o 0+ --all", st.TARGET_ALL_VS_FLOOR),
@@ -411,6 +412,10 @@ class Bench:
                          "times_floor": None if times is None else round(times, 2),
                          "target_times_floor": limit,
                          "met": None if limit is None or times is None else times <= limit}
+            raw_times = None if raw_floor is None else st.versus_floor(mine, raw_floor)
+            if raw_times is not None:
+                out[name] |= {"raw_floor_overhead_pct": round(100 * raw_floor, 1),
+                              "times_raw_floor": round(raw_times, 2)}
         return out
 
 
@@ -548,8 +553,10 @@ def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
     for name, t in res["targets"].items():
         goal = f", target <= {t['target_times_floor']}x: {'MET' if t['met'] else 'MISSED'}" \
             if t["target_times_floor"] else ""
+        raw = f"; {t['times_raw_floor']}x the empty raw tracepoint program's " \
+            f"{t['raw_floor_overhead_pct']}%" if "times_raw_floor" in t else ""
         lines.append(f"(a) {name}: overhead {t['overhead_pct']}% = {t['times_floor']}x the "
-                     f"empty program's {t['floor_overhead_pct']}%{goal}")
+                     f"empty program's {t['floor_overhead_pct']}%{goal}{raw}")
     lines.append("start to attached (median s): " + ", ".join(
         f"{n} {v}" + ("" if not n.startswith("paftrace") else
                       f" ({'MET' if v <= st.TARGET_STARTUP_S else 'MISSED'} <= "

@@ -51,6 +51,8 @@ def all_tracers(python: str, paftrace: list[str]) -> list[Tracer]:
     return [
         Tracer("baseline", (), ""),
         Tracer("empty-bpf", (python, str(HERE / "empty_tracer.py")), "attached"),
+        Tracer("empty-raw-bpf", (python, str(HERE / "empty_tracer.py"), "empty_raw.c"),
+               "attached"),
         Tracer("paftrace -o 4", (*paftrace, "--order", "4", "--json"), '{"type":"attached"',
                paftrace=True),
         Tracer("paftrace -o 0+ --all", (*paftrace, "--order", "0+", "--all", "--json"),
