@@ -135,7 +135,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
         "-Wno-macro-redefined",
     ]
     switches = {"-DHAVE_PFN": plan.failure_field == "pfn", "-DUSE_RINGBUF": plan.ringbuf,
-                "-DUSE_RAW_TP": plan.raw_alloc_tracepoint,
+                "-DUSE_RAW_TP": plan.raw_tracepoints,
                 "-DHAVE_IRQ_TP": plan.irq_tracepoints,
                 "-DHAVE_KPROBE_WARN": plan.warn_kprobe is not None,
                 "-DHAVE_KPROBE_ALLOC": plan.alloc_kprobe is not None,
@@ -198,16 +198,28 @@ class Program:
 
     def _attach_vectors(self) -> None:
         for vector in self.plan.system_vectors:
+            raw = self.plan.is_raw(f"irq_vectors:{vector}_entry")
+            kind = "raw_tracepoint" if raw else "tracepoint"
+            entry = f"{vector}_entry" if raw else f"irq_vectors:{vector}_entry"
+            exit_ = f"{vector}_exit" if raw else f"irq_vectors:{vector}_exit"
             try:
-                self.bpf.attach_tracepoint(tp=f"irq_vectors:{vector}_entry",
-                                           fn_name=f"vector_entry_{vector}")
-                self.bpf.attach_tracepoint(tp=f"irq_vectors:{vector}_exit",
-                                           fn_name=f"vector_exit_{vector}")
+                self._attach_tracepoint(raw, entry, f"vector_entry_{vector}")
+                self._attach_tracepoint(raw, exit_, f"vector_exit_{vector}")
             except Exception:
                 # Optional: context stays right through the stack cross-check.
-                if f"irq_vectors:{vector}_entry".encode() in self.bpf.tracepoint_fds:
-                    self.bpf.detach_tracepoint(tp=f"irq_vectors:{vector}_entry")
-                self.refused.append(f"tracepoint:irq_vectors:{vector}")
+                fds = self.bpf.raw_tracepoint_fds if raw else self.bpf.tracepoint_fds
+                if entry.encode() in fds:
+                    if raw:
+                        self.bpf.detach_raw_tracepoint(tp=entry)
+                    else:
+                        self.bpf.detach_tracepoint(tp=entry)
+                self.refused.append(f"{kind}:irq_vectors:{vector}")
+
+    def _attach_tracepoint(self, raw: bool, name: str, fn_name: str) -> None:
+        if raw:
+            self.bpf.attach_raw_tracepoint(tp=name, fn_name=fn_name)
+        else:
+            self.bpf.attach_tracepoint(tp=name, fn_name=fn_name)
 
     def _attach_kprobes(self) -> None:
         for name, fn_name in ((self.plan.warn_kprobe, "on_warn_alloc"),
@@ -243,9 +255,10 @@ class Program:
         def names(fds: dict) -> set[str]:
             return {tp.decode() if isinstance(tp, bytes) else tp for tp in fds}
 
-        out = [f"raw_tracepoint:{tp}" for tp in names(self.bpf.raw_tracepoint_fds)]
-        open_tps = names(self.bpf.tracepoint_fds)
-        out += [f"tracepoint:{tp}" for tp in self.plan.tracepoints() if tp in open_tps]
+        raw, classic = names(self.bpf.raw_tracepoint_fds), names(self.bpf.tracepoint_fds)
+        out = [f"raw_tracepoint:{tp}" if self.plan.is_raw(tp) else f"tracepoint:{tp}"
+               for tp in self.plan.tracepoints()
+               if (tp.split(":")[1] in raw if self.plan.is_raw(tp) else tp in classic)]
         out.append("ringbuf" if self.plan.ringbuf else "perfbuf")
         return (out + [f"kprobe:{k}" for k in self._kprobes]
                 + [f"kretprobe:{k}" for k in self._kretprobes])

@@ -26,8 +26,8 @@ from paftrace.tracefs import TraceFs, TracepointFormat
 
 # Names accepted by --no-feature.
 FEATURES = {
-    "raw-tracepoint": "mm_page_alloc as a raw tracepoint (4.17+): a fifth of the classic "
-                      "tracepoint's cost per allocation",
+    "raw-tracepoint": "mm_page_alloc and the irq tracepoints as raw tracepoints (4.17+): "
+                      "a fifth of a classic tracepoint's cost per event",
     "ringbuf": "BPF ring buffer for failure records (else the perf buffer)",
     "irq-tracepoints": "irq:* tracepoints that tell softirq/hardirq context",
     "irq-vectors": "x86 irq_vectors:* tracepoints for LAPIC timer / IPI hardirqs",
@@ -74,9 +74,12 @@ WARN_NAMES = ("warn_alloc", "warn_alloc_failed")
 PRINTED_MARKER_NAMES = ("__show_mem", "show_mem", "__show_free_areas", "show_free_areas",
                         "dump_stack_lvl", "dump_stack")
 
-# The allocation hook's name as a raw tracepoint (no category: raw tracepoints are
-# looked up by the tracepoint's own name, kernel/trace/bpf_trace.c bpf_get_raw_tracepoint).
-RAW_ALLOC_TRACEPOINT = "mm_page_alloc"
+# The tracepoints attached raw when the kernel can (ProbePlan.is_raw): the allocation
+# hook and every irq one. A raw tracepoint is found by the event's name alone
+# (kernel/trace/bpf_trace.c, bpf_get_raw_tracepoint); the category is kept in what
+# paftrace prints.
+RAW_TRACEPOINT = "kmem:mm_page_alloc"
+RAW_CATEGORIES = frozenset({"irq", "irq_vectors"})
 
 # x86 system vectors paftrace brackets (paftrace.h SYSTEM_VECTORS, same order).
 SYSTEM_VECTORS = SYSTEM_VECTOR_NAMES
@@ -336,7 +339,7 @@ class ProbePlan:
 
     release: str = ""
     failure_field: str = "pfn"
-    raw_alloc_tracepoint: bool = False  # mm_page_alloc attached as a raw tracepoint
+    raw_tracepoints: bool = False  # the hot tracepoints attached raw (is_raw)
     ringbuf: bool = True
     irq_tracepoints: bool = True
     system_vectors: tuple[str, ...] = ()
@@ -349,8 +352,8 @@ class ProbePlan:
     statuses: tuple[FeatureStatus, ...] = ()
 
     def tracepoints(self) -> tuple[str, ...]:
-        """Every (classic) tracepoint the program attaches, "category:event"."""
-        out = [] if self.raw_alloc_tracepoint else ["kmem:mm_page_alloc"]
+        """Every tracepoint the program attaches, "category:event"."""
+        out = ["kmem:mm_page_alloc"]
         if self.irq_tracepoints:
             out += [t.name for t in IRQ_TRACEPOINTS]
         out += [f"irq_vectors:{v}_{edge}" for v in self.system_vectors
@@ -359,6 +362,13 @@ class ProbePlan:
             out += self.reclaim.events
         return tuple(out)
 
+    def is_raw(self, tracepoint: str) -> bool:
+        """Attached as a raw tracepoint: with raw tracepoints, the hot ones (the
+        allocation hook and the irq ones, on every allocation and interrupt); the
+        reclaim tracepoints, rare and reading many fields, stay classic."""
+        return self.raw_tracepoints and (tracepoint == RAW_TRACEPOINT
+                                         or tracepoint.split(":")[0] in RAW_CATEGORIES)
+
     def kprobes(self) -> tuple[str, ...]:
         """Kprobes always attached (the printed marker is the first of
         `printed_kprobes` that the kernel accepts)."""
@@ -366,8 +376,7 @@ class ProbePlan:
 
     def probes(self) -> list[str]:
         """What gets attached, as listed in `--dry-run` and the `attached` record."""
-        out = [f"raw_tracepoint:{RAW_ALLOC_TRACEPOINT}"] if self.raw_alloc_tracepoint else []
-        out += [f"tracepoint:{t}" for t in self.tracepoints()]
+        out = [f"{'raw_' if self.is_raw(t) else ''}tracepoint:{t}" for t in self.tracepoints()]
         out.append("ringbuf" if self.ringbuf else "perfbuf")
         out += [f"kprobe:{k}" for k in self.kprobes()]
         if self.printed_kprobes:
@@ -446,7 +455,7 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
                        else f"no {CGROUP_ID_HELPER}() (4.18+, CONFIG_CGROUPS): the cgroup "
                        "comes from /proc/PID/cgroup, --cgroup filters in user space"))
     return ProbePlan(release=kernel.release, failure_field=failure_field,
-                     raw_alloc_tracepoint=raw, ringbuf=ringbuf,
+                     raw_tracepoints=raw, ringbuf=ringbuf,
                      irq_tracepoints=irq_tracepoints, system_vectors=vectors,
                      warn_kprobe=warn, printed_kprobes=printed, alloc_kprobe=alloc,
                      reclaim=reclaim, cgroup_id=cgroup_id, memcg_kprobe=memcg,
@@ -459,8 +468,8 @@ def _plan_raw_tracepoint(kernel: KernelInfo, disabled: frozenset[str], note) -> 
                            "kmem:mm_page_alloc attached as a classic tracepoint"))
         return False
     raw = kernel.raw_tracepoints_supported()
-    note(FeatureStatus("raw-tracepoint", raw, f"{RAW_ALLOC_TRACEPOINT} attached as a raw "
-                       "tracepoint" if raw else "no raw tracepoints (needs 4.17): "
+    note(FeatureStatus("raw-tracepoint", raw, "mm_page_alloc and the irq tracepoints "
+                       "attached raw" if raw else "no raw tracepoints (needs 4.17): "
                        "kmem:mm_page_alloc attached as a classic tracepoint"))
     return raw
 

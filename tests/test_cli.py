@@ -74,7 +74,7 @@ def test_version():
 def test_dry_run_prints_the_plan():
     result = invoke("--order", "4", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "would attach: raw_tracepoint:mm_page_alloc, tracepoint:irq:" in result.output
+    assert "would attach: raw_tracepoint:kmem:mm_page_alloc, raw_tracepoint:irq:" in result.output
     assert "failure-field" in result.output
     classic = invoke("--order", "4", "--dry-run", "--no-feature", "raw-tracepoint")
     assert classic.exit_code == 0, classic.output

@@ -114,25 +114,25 @@ def test_the_plan_is_frozen_and_lists_every_tracepoint_once():
     plan = plan_probes(FakeKernel(functions={"__alloc_pages", "warn_alloc"}))
     with pytest.raises(AttributeError):
         plan.ringbuf = False  # type: ignore[misc]
-    assert plan.tracepoints() == (*(f"irq:{e}" for e in (
+    assert plan.tracepoints() == ("kmem:mm_page_alloc", *(f"irq:{e}" for e in (
         "irq_handler_entry", "irq_handler_exit", "softirq_entry", "softirq_exit")),
         "irq_vectors:local_timer_entry", "irq_vectors:local_timer_exit")
-    assert plan.probes() == ["raw_tracepoint:mm_page_alloc",
-                             *(f"tracepoint:{t}" for t in plan.tracepoints()), "ringbuf",
+    assert plan.probes() == [*(f"raw_tracepoint:{t}" for t in plan.tracepoints()), "ringbuf",
                              "kprobe:warn_alloc", "kprobe:__alloc_pages"]
 
 
 @pytest.mark.parametrize("kernel,disabled", [(FakeKernel(raw=False), frozenset()),
                                              (FakeKernel(), frozenset({"raw-tracepoint"}))])
 def test_the_allocation_hook_is_a_classic_tracepoint_without_raw_ones(kernel, disabled):
-    """Before 4.17, or with --no-feature raw-tracepoint: kmem:mm_page_alloc as before."""
+    """Before 4.17, or with --no-feature raw-tracepoint: every tracepoint is classic."""
     plan = plan_probes(kernel, disabled)
-    assert not plan.raw_alloc_tracepoint
-    assert plan.tracepoints()[0] == "kmem:mm_page_alloc"
-    assert plan.probes()[0] == "tracepoint:kmem:mm_page_alloc"
+    assert not plan.raw_tracepoints
+    assert plan.probes()[:2] == ["tracepoint:kmem:mm_page_alloc",
+                                 "tracepoint:irq:irq_handler_entry"]
+    assert not any(p.startswith("raw_") for p in plan.probes())
     status = next(s for s in plan.statuses if s.name == "raw-tracepoint")
     assert not status.used and "classic tracepoint" in status.detail
-    assert plan_probes(FakeKernel()).raw_alloc_tracepoint
+    assert plan_probes(FakeKernel()).raw_tracepoints
 
 
 def test_reclaim_is_part_of_the_plan():
@@ -143,8 +143,9 @@ def test_reclaim_is_part_of_the_plan():
     kernel.formats = {("compaction", "mm_compaction_end"): end_fmt}
     plan = plan_probes(kernel)
     assert plan.reclaim is not None and plan.reclaim.events == ("compaction:mm_compaction_end",)
-    assert "tracepoint:compaction:mm_compaction_end" in plan.probes()
+    assert "tracepoint:compaction:mm_compaction_end" in plan.probes()  # classic, not raw
     assert "-DHAVE_COMPACTION_END" in plan.reclaim.cflags
+    assert plan.is_raw("kmem:mm_page_alloc") and not plan.is_raw("kmem:mm_page_alloc_extfrag")
     assert plan_probes(kernel, frozenset({"reclaim"})).reclaim is None
 
 

@@ -27,7 +27,7 @@ def test_ten_order4_failures_are_reported_exactly():
     assert provoked["failures"] == 10
     assert run.returncode == 130, run.stderr
     assert run.attached["order"] == "4"
-    assert run.attached["probes"][0] == "raw_tracepoint:mm_page_alloc"
+    assert run.attached["probes"][0] == "raw_tracepoint:kmem:mm_page_alloc"
     mine = _mine(run, provoked)
     assert len(mine) == 10
     for f in mine:
@@ -133,7 +133,7 @@ def test_every_fallback_path_still_sees_the_failures(feature):
     if feature == "ringbuf":
         assert "perfbuf" in probes and "ringbuf" not in probes
     if feature == "irq-tracepoints":
-        assert not any(p.startswith("tracepoint:irq") for p in probes)
+        assert not any(":irq" in p for p in probes)
     if feature == "reclaim":
         assert run.summary["reclaim"] is None
         assert not any("compaction" in p for p in probes)

@@ -9,7 +9,8 @@
  * Everything optional is switched by -D macros chosen by paftrace/loader.py
  * after probing the kernel (see paftrace/planner.py for the kernel change
  * behind each switch):
- *   USE_RAW_TP          mm_page_alloc as a raw tracepoint (4.17+; see its program)
+ *   USE_RAW_TP          mm_page_alloc and the irq tracepoints as raw tracepoints
+ *                       (4.17+; see the mm_page_alloc program)
  *   HAVE_PFN            the mm_page_alloc event has `pfn` (~4.1+, failure = -1UL);
  *                       otherwise `page` (failure = NULL)
  *   USE_RINGBUF         BPF ring buffer (5.8+), else perf buffer
@@ -194,20 +195,17 @@ static __always_inline int exit_hardirq(void)
     return 0;
 }
 
-TRACEPOINT_PROBE(irq, irq_handler_entry) { return enter_hardirq(args->irq); }
-TRACEPOINT_PROBE(irq, irq_handler_exit) { return exit_hardirq(); }
-
-TRACEPOINT_PROBE(irq, softirq_entry)
+static __always_inline int enter_softirq(u32 vec)
 {
     struct cpu_ctx *c = this_cpu_ctx();
     if (c) {
         c->in_softirq = 1;
-        c->vec = args->vec;
+        c->vec = vec;
     }
     return 0;
 }
 
-TRACEPOINT_PROBE(irq, softirq_exit)
+static __always_inline int exit_softirq(void)
 {
     struct cpu_ctx *c = this_cpu_ctx();
     if (c)
@@ -215,9 +213,26 @@ TRACEPOINT_PROBE(irq, softirq_exit)
     return 0;
 }
 
+#ifdef USE_RAW_TP
+/* Raw, as mm_page_alloc (see there); a NET_RX storm runs these on every softirq.
+ * include/trace/events/irq.h: irq_handler_entry/exit TP_PROTO(int irq, struct
+ * irqaction *action[, int ret]), softirq_entry/exit TP_PROTO(unsigned int vec_nr)
+ * (both long before 4.17). */
+RAW_TRACEPOINT_PROBE(irq_handler_entry) { return enter_hardirq((s32)ctx->args[0]); }
+RAW_TRACEPOINT_PROBE(irq_handler_exit) { return exit_hardirq(); }
+RAW_TRACEPOINT_PROBE(softirq_entry) { return enter_softirq((u32)ctx->args[0]); }
+RAW_TRACEPOINT_PROBE(softirq_exit) { return exit_softirq(); }
+#else
+TRACEPOINT_PROBE(irq, irq_handler_entry) { return enter_hardirq(args->irq); }
+TRACEPOINT_PROBE(irq, irq_handler_exit) { return exit_hardirq(); }
+TRACEPOINT_PROBE(irq, softirq_entry) { return enter_softirq(args->vec); }
+TRACEPOINT_PROBE(irq, softirq_exit) { return exit_softirq(); }
+#endif
+
 /* The x86 system vectors of paftrace.h's SYSTEM_VECTORS list, bracketed like
  * device interrupts; the loader attaches these to irq_vectors:<name>_entry/exit
- * where the kernel has them. */
+ * where the kernel has them (raw with USE_RAW_TP: they read no argument, so one
+ * body serves both kinds). */
 #define SYSTEM_VECTOR(name, index)                                           \
     int vector_entry_##name(void *ctx) { return enter_hardirq(-1 - index); } \
     int vector_exit_##name(void *ctx) { return exit_hardirq(); }

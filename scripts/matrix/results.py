@@ -135,7 +135,8 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
         alloc_entry_attached=_probe_target(probes, "kprobe", ALLOC_ENTRY_NAMES),
         warn_kprobe=_probe_target(probes, "kprobe", WARN_NAMES),
         ring=next((p for p in probes if p in ("ringbuf", "perfbuf")), None),
-        irq_tracepoints=any(p.startswith("tracepoint:irq:softirq") for p in probes),
+        irq_tracepoints=any(p.startswith(("tracepoint:irq:softirq",
+                                            "raw_tracepoint:irq:softirq")) for p in probes),
         softirq_allocations=sum(int(a.get("count", 0)) for a in summary.get("allocations", [])
                                 if a.get("context") == "softirq" and a.get("softirq") == "NET_RX"),
         silent_provoked=int(provoke.get("failures", 0)),
