@@ -20,6 +20,7 @@ sys.path.insert(0, str(BENCH_DATA))
 
 import bench  # noqa: E402
 import benchstats as st  # noqa: E402
+import hook_ab  # noqa: E402
 import workloads as wl  # noqa: E402
 
 
@@ -241,3 +242,42 @@ def test_failure_count_comes_from_the_record_and_a_task_name_cannot_fake_it():
     with_stall = failure(5, count=7)
     with_stall.stall = {"direct_reclaim": {"count": 3, "total_ms": 1.0}}
     assert tracers.failures_in_line(JsonRenderer().encode_failure(with_stall)) == 7
+
+
+class FakeHook:
+    """A hook whose attachment makes an operation `cost_ns` slower."""
+
+    def __init__(self, name: str, cost_ns: float, attached: list):
+        self.name, self.cost_ns, self._attached = name, cost_ns, attached
+
+    def attach(self) -> None:
+        assert not self._attached, "two hooks attached at once"
+        self._attached.append(self)
+
+    def detach(self) -> None:
+        self._attached.remove(self)
+
+
+def test_hook_ab_pairs_each_window_with_its_rounds_no_hook_window():
+    attached: list = []
+    costs = {hook_ab.FLOOR: 170.0, hook_ab.RAW_FLOOR: 35.0, "paftrace --all": 60.0}
+    hooks = [FakeHook(n, c, attached) for n, c in costs.items()]
+    base_ns = iter([1000.0, 3000.0, 1500.0] * 20)  # the machine's speed, per round
+    state = {"round_ns": 0.0, "left": 0}
+
+    def run() -> float:
+        if state["left"] == 0:  # a new round: every window of it runs at this speed
+            state["round_ns"], state["left"] = next(base_ns), len(hooks) + 1
+        state["left"] -= 1
+        extra = attached[0].cost_ns if attached else 0.0
+        return 1e9 / (state["round_ns"] + extra)
+
+    added = hook_ab.measure(hooks, run, rounds=6)
+    assert not attached  # every hook detached again
+    result = hook_ab.summary(added)
+    # A round three times slower than the next does not leak into the added time.
+    for name, cost in costs.items():
+        assert result[name]["added_ns_median"] == pytest.approx(cost)
+        assert result[name]["rounds"] == 6
+    assert result["paftrace --all"]["times_floor"] == pytest.approx(60 / 170, abs=0.01)
+    assert result["paftrace --all"]["times_raw_floor"] == pytest.approx(60 / 35, abs=0.01)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from paftrace.planner import ALLOC_ENTRY_NAMES, PlanError, plan_probes
+from paftrace.planner import ALLOC_ENTRY_NAMES, FEATURES, PlanError, plan_probes
 from paftrace.tracefs import TracepointFormat, parse_format
 from tests.helpers import DATA, needs_root
 
@@ -204,3 +204,15 @@ def test_the_helper_probe_agrees_with_kallsyms():
     assert program_loads(BPF_PROG_TYPE_RAW_TRACEPOINT) is (
         "bpf_raw_tracepoint_open" in kallsyms_text_symbols()
         or "bpf_get_raw_tracepoint" in kallsyms_text_symbols())
+
+
+def test_every_feature_is_documented_where_no_feature_is():
+    """README and the man page list every name --no-feature accepts."""
+    root = DATA.parent.parent
+    readme = (root / "README.md").read_text()
+    listed = readme[readme.index("`--no-feature NAME`"):].split("),", 1)[0]
+    man = (root / "paftrace" / "man" / "paftrace.8").read_text().replace("\\-", "-")
+    man_listed = man[man.index("Force a fallback path:"):].split("\n.", 1)[0]
+    for name in FEATURES:
+        assert f"`{name}`" in listed, name
+        assert name in man_listed, name
