@@ -48,12 +48,13 @@ _TRACING_ENTRY_DEPTH = 6  # the program and at most four tracing frames, plus sl
 def without_tracing_frames(frames: list[str]) -> list[str]:
     """`frames` from the first frame after the tracing code, if it is on top. The
     program's own frame may be unnamed (no bpf_jit_kallsyms): the cut is after the
-    last tracing frame among the first few, whatever precedes it."""
+    last tracing frame among the first few, whatever precedes it. A stack that is all
+    tracing code (an unwinder that stopped there) stays whole: shown, not hidden."""
     cut = 0
     for index, frame in enumerate(frames[:_TRACING_ENTRY_DEPTH]):
         if _TRACING_ENTRY_RE.match(symbol_name(frame)):
             cut = index + 1
-    return frames[cut:]
+    return frames[cut:] or frames
 
 
 def is_allocator_frame(frame: str) -> bool:

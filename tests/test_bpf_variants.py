@@ -88,7 +88,11 @@ def compile_and_verify(plan, options: TraceOptions, kprobes: tuple[str, ...]) ->
     ({"ringbuf": False, "reclaim": None}, (), False),          # 4.x-5.7, no reclaim
     ({"irq_tracepoints": False, "system_vectors": ()}, (), False),
     ({"system_vectors": ()}, (), True),                        # not x86
-    ({"cgroup_id": False, "ringbuf": False}, (), False),       # < 4.18: no cgroup id helper
+    ({"cgroup_id": False, "ringbuf": False}, (), False),       # 4.17: no cgroup id helper
+    # < 4.17: classic tracepoints only (with and without the kprobes and --all)
+    ({"cgroup_id": False, "ringbuf": False, "raw_tracepoints": False}, (), False),
+    ({"raw_tracepoints": False, "warn_kprobe": "warn_alloc", "alloc_kprobe": "__alloc_pages",
+      "memcg_kprobe": "__memcg_kmem_charge_page"}, ALL_KPROBES, True),
 ])
 def test_planned_variant_loads(changes, kprobes, trace_all):
     options = replace(OPTIONS, trace_all=trace_all)

@@ -112,6 +112,11 @@ def test_raw_tracepoint_frames_are_dropped_from_the_top(top):
     assert without_tracing_frames([*top, *PIPE_STACK]) == PIPE_STACK
 
 
+def test_a_stack_of_tracing_code_only_is_shown_whole():
+    top = ["bpf_prog_8f1216e804d2cb98_raw_tracepoint__mm_page_alloc+0x5c", "bpf_trace_run4+0x7c"]
+    assert without_tracing_frames(top) == top
+
+
 def test_tracing_frames_deeper_in_the_stack_stay():
     """Only the top is the tracing code: a tracepoint's frames further down belong to
     the story (say, an allocation made by a tracer's own program)."""
