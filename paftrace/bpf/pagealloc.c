@@ -577,8 +577,8 @@ static __always_inline int on_page_alloc(void *ctx, int failed, u32 order, u64 g
  * runs on trace_mm_page_alloc()'s own arguments. A classic tracepoint program first
  * has the whole event record built in a perf buffer (include/trace/perf.h,
  * perf_trace_##call): on 6.18 that hook cost 172 ns per allocation, the raw one 36
- * (docs/PERFORMANCE.md). The arguments are the event's TP_PROTO, unchanged since
- * 2.6.33 (include/trace/events/kmem.h): (struct page *page, unsigned int order,
+ * (docs/PERFORMANCE.md). The arguments are the event's TP_PROTO, the same from
+ * 2.6.32 to 6.18 (include/trace/events/kmem.h): (struct page *page, unsigned int order,
  * gfp_t gfp_flags, int migratetype), page NULL on failure. Stack walks from here
  * begin in the tracing code (bpf_trace_run4 and, before static calls, its
  * callers): paftrace/stacks.py drops those frames. */
