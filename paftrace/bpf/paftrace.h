@@ -216,8 +216,9 @@ struct proc_stall {
 
 /* Fragmentation attribution (kmem:mm_page_alloc_extfrag): exact counts per
  * extfrag_key with stack_id = EXTFRAG_NO_STACK in `extfrag_counts`; the stack is
- * walked for at most EXTFRAG_STACKS_PER_WINDOW events per CPU per
- * EXTFRAG_WINDOW_NS, counted per key and stack in `extfrag_stacks`, and scaled
+ * walked for each key's first event and for at most EXTFRAG_STACKS_PER_WINDOW
+ * events per CPU per EXTFRAG_WINDOW_NS, counted per key and stack in
+ * `extfrag_stacks`, and scaled
  * to the exact totals in user space (marked as estimates). */
 #define EXTFRAG_NO_STACK -1
 #define EXTFRAG_STACKS_PER_WINDOW 32

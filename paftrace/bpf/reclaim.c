@@ -359,8 +359,15 @@ TRACEPOINT_PROBE(kmem, mm_page_alloc_extfrag)
 #endif
     bpf_get_current_comm(&key.comm, sizeof(key.comm));
     u64 zero = 0;
-    add_one(extfrag_counts.lookup_or_try_init(&key, &zero));
-    if (take_extfrag_stack()) {
+    u64 *seen = extfrag_counts.lookup_or_try_init(&key, &zero);
+    /* A key's first event always has its stack taken, budget or not: in a burst
+     * the budget went to the keys that came first, and a key never sampled could
+     * only be shown as "(stack not sampled)" (seen as the top fragmenter in the
+     * kernel matrix, 322 of 491 events). At most one walk per key beyond the
+     * budget: the table holds 4096 keys. */
+    bool first = seen && *seen == 0;
+    add_one(seen);
+    if (first || take_extfrag_stack()) {
         key.stack_id = extfrag_stack_traces.get_stackid(args, 0);
         if (key.stack_id >= 0)
             add_one(extfrag_stacks.lookup_or_try_init(&key, &zero));
