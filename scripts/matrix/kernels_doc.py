@@ -25,6 +25,11 @@ FALLBACKS = [
      "before the 5.16 unwinder fix (`kretprobe_find_ret_addr`) a kretprobe cuts BPF stacks "
      "at `kretprobe_trampoline` (seen on 5.10); the allocation's end is the "
      "`mm_page_alloc` tracepoint itself, at the end of the same function"),
+    ("Raw or classic tracepoints",
+     "raw tracepoint programs exist from 4.17 (commit c4f6699dfcb8): `mm_page_alloc` and the "
+     "irq tracepoints are attached raw, so no event record is built per allocation (every "
+     "kernel here); before 4.17, or with `--no-feature raw-tracepoint`, as classic "
+     "tracepoints. Probed by loading a raw tracepoint program [2.4]"),
     ("Ring buffer or perf buffer",
      "`BPF_MAP_TYPE_RINGBUF` exists from 5.8 (commit 457f44363a88); older kernels deliver "
      "failure records through the perf buffer. Probed by creating a map, not by version"),
