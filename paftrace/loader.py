@@ -198,28 +198,23 @@ class Program:
 
     def _attach_vectors(self) -> None:
         for vector in self.plan.system_vectors:
-            raw = self.plan.is_raw(f"irq_vectors:{vector}_entry")
-            kind = "raw_tracepoint" if raw else "tracepoint"
-            entry = f"{vector}_entry" if raw else f"irq_vectors:{vector}_entry"
-            exit_ = f"{vector}_exit" if raw else f"irq_vectors:{vector}_exit"
+            entry = f"irq_vectors:{vector}_entry"
+            raw = self.plan.is_raw(entry)
+            # bcc's calls for this kind: (attach, detach, what is attached)
+            attach, detach, fds = ((self.bpf.attach_raw_tracepoint,
+                                    self.bpf.detach_raw_tracepoint, self.bpf.raw_tracepoint_fds)
+                                   if raw else (self.bpf.attach_tracepoint,
+                                                self.bpf.detach_tracepoint,
+                                                self.bpf.tracepoint_fds))
             try:
-                self._attach_tracepoint(raw, entry, f"vector_entry_{vector}")
-                self._attach_tracepoint(raw, exit_, f"vector_exit_{vector}")
+                for edge in ("entry", "exit"):
+                    attach(tp=self.plan.attach_name(f"irq_vectors:{vector}_{edge}"),
+                           fn_name=f"vector_{edge}_{vector}")
             except Exception:
                 # Optional: context stays right through the stack cross-check.
-                fds = self.bpf.raw_tracepoint_fds if raw else self.bpf.tracepoint_fds
-                if entry.encode() in fds:
-                    if raw:
-                        self.bpf.detach_raw_tracepoint(tp=entry)
-                    else:
-                        self.bpf.detach_tracepoint(tp=entry)
-                self.refused.append(f"{kind}:irq_vectors:{vector}")
-
-    def _attach_tracepoint(self, raw: bool, name: str, fn_name: str) -> None:
-        if raw:
-            self.bpf.attach_raw_tracepoint(tp=name, fn_name=fn_name)
-        else:
-            self.bpf.attach_tracepoint(tp=name, fn_name=fn_name)
+                if self.plan.attach_name(entry).encode() in fds:
+                    detach(tp=self.plan.attach_name(entry))
+                self.refused.append(self.plan.probe_name(f"irq_vectors:{vector}"))
 
     def _attach_kprobes(self) -> None:
         for name, fn_name in ((self.plan.warn_kprobe, "on_warn_alloc"),
@@ -255,10 +250,10 @@ class Program:
         def names(fds: dict) -> set[str]:
             return {tp.decode() if isinstance(tp, bytes) else tp for tp in fds}
 
-        raw, classic = names(self.bpf.raw_tracepoint_fds), names(self.bpf.tracepoint_fds)
-        out = [f"raw_tracepoint:{tp}" if self.plan.is_raw(tp) else f"tracepoint:{tp}"
-               for tp in self.plan.tracepoints()
-               if (tp.split(":")[1] in raw if self.plan.is_raw(tp) else tp in classic)]
+        # Raw ones are named by event alone, classic ones "category:event": no clash.
+        open_ = names(self.bpf.raw_tracepoint_fds) | names(self.bpf.tracepoint_fds)
+        out = [self.plan.probe_name(tp) for tp in self.plan.tracepoints()
+               if self.plan.attach_name(tp) in open_]
         out.append("ringbuf" if self.plan.ringbuf else "perfbuf")
         return (out + [f"kprobe:{k}" for k in self._kprobes]
                 + [f"kretprobe:{k}" for k in self._kretprobes])

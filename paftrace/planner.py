@@ -369,6 +369,15 @@ class ProbePlan:
         return self.raw_tracepoints and (tracepoint == RAW_TRACEPOINT
                                          or tracepoint.split(":")[0] in RAW_CATEGORIES)
 
+    def attach_name(self, tracepoint: str) -> str:
+        """The name bcc attaches `tracepoint` ("category:event") by: a raw one by
+        its event name alone."""
+        return tracepoint.split(":")[1] if self.is_raw(tracepoint) else tracepoint
+
+    def probe_name(self, tracepoint: str) -> str:
+        """`tracepoint` as the probe lists print it: its kind, then "category:event"."""
+        return f"{'raw_' if self.is_raw(tracepoint) else ''}tracepoint:{tracepoint}"
+
     def kprobes(self) -> tuple[str, ...]:
         """Kprobes always attached (the printed marker is the first of
         `printed_kprobes` that the kernel accepts)."""
@@ -376,7 +385,7 @@ class ProbePlan:
 
     def probes(self) -> list[str]:
         """What gets attached, as listed in `--dry-run` and the `attached` record."""
-        out = [f"{'raw_' if self.is_raw(t) else ''}tracepoint:{t}" for t in self.tracepoints()]
+        out = [self.probe_name(t) for t in self.tracepoints()]
         out.append("ringbuf" if self.ringbuf else "perfbuf")
         out += [f"kprobe:{k}" for k in self.kprobes()]
         if self.printed_kprobes:
@@ -465,12 +474,14 @@ def plan_probes(kernel: KernelInfo, disabled: frozenset[str] = frozenset(),
 def _plan_raw_tracepoint(kernel: KernelInfo, disabled: frozenset[str], note) -> bool:
     if "raw-tracepoint" in disabled:
         note(FeatureStatus("raw-tracepoint", False, "disabled by --no-feature; "
-                           "kmem:mm_page_alloc attached as a classic tracepoint"))
+                           "kmem:mm_page_alloc and the irq tracepoints attached as classic "
+                           "tracepoints"))
         return False
     raw = kernel.raw_tracepoints_supported()
     note(FeatureStatus("raw-tracepoint", raw, "mm_page_alloc and the irq tracepoints "
                        "attached raw" if raw else "no raw tracepoints (needs 4.17): "
-                       "kmem:mm_page_alloc attached as a classic tracepoint"))
+                       "kmem:mm_page_alloc and the irq tracepoints attached as classic "
+                       "tracepoints"))
     return raw
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 import benchstats as st
 import workloads as wl
 
-from paftrace.loader import cflags_for, import_bcc, prepare, program_source
+from paftrace.loader import cflags_for, compile_program, import_bcc, prepare, program_source
 from paftrace.options import TraceOptions
 from paftrace.tracefs import TraceFs
 
@@ -75,7 +75,7 @@ def load_hooks(bcc) -> list[Hook]:  # noqa: ANN001 - the bcc module
     def paftrace(name: str, options: TraceOptions) -> Hook:
         prepared = prepare(options)
         cflags = cflags_for(options, prepared.plan, prepared.gfp_table)
-        bpf = bcc.BPF(text=program_source(prepared.plan), cflags=cflags)
+        bpf = compile_program(bcc, program_source(prepared.plan), cflags)
         return Hook(name, bpf, prepared.plan.raw_tracepoints)
 
     classic = frozenset({"raw-tracepoint"})
@@ -119,15 +119,12 @@ def measure(hooks: list[Hook], run: Callable[[], float], rounds: int) -> dict[st
 
 
 def summary(added: dict[str, list[float]]) -> dict[str, dict]:
-    medians = {n: quartiles(v)[1] for n, v in added.items()}
-    out = {}
-    for name, values in added.items():
-        q1, q2, q3 = quartiles(values)
-        out[name] = {"added_ns_median": round(q2, 1), "added_ns_q1": round(q1, 1),
-                     "added_ns_q3": round(q3, 1), "rounds": len(values),
-                     "times_floor": _times(q2, medians[FLOOR]),
-                     "times_raw_floor": _times(q2, medians[RAW_FLOOR])}
-    return out
+    spreads = {n: quartiles(v) for n, v in added.items()}
+    floor, raw_floor = spreads[FLOOR][1], spreads[RAW_FLOOR][1]
+    return {name: {"added_ns_median": round(q2, 1), "added_ns_q1": round(q1, 1),
+                   "added_ns_q3": round(q3, 1), "rounds": len(added[name]),
+                   "times_floor": _times(q2, floor), "times_raw_floor": _times(q2, raw_floor)}
+            for name, (q1, q2, q3) in spreads.items()}
 
 
 def _times(mine: float, floor: float) -> float | None:
