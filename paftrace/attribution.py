@@ -106,7 +106,12 @@ class Attributor:
         if failure.context != "process":
             out["note"] = (f"{failure.context} context: the interrupted task's cgroup, not "
                            "the requester's")
-        procs = self.resolver.proc_cgroups(failure.pid)
+        procs = None
+        if mounts.memory_version == 1 or out["path"] is None:
+            # Only then: with cgroup2 and the kernel's id resolved the process adds nothing,
+            # and in a failure storm of short-lived tasks reading its cgroup and stat
+            # files was a fifth of the tracer's CPU (py-spy, workload (c)).
+            procs = self.resolver.proc_cgroups(failure.pid)
         if out["path"] is None and procs is not None:
             out["path"] = procs.get("")  # the cgroup2 line "0::/path", hybrid hosts too
         if mounts.memory_version == 1:

@@ -164,6 +164,13 @@ def program_source(plan: ProbePlan) -> str:
     return source
 
 
+def program_text(options: TraceOptions, prepared: Prepared) -> tuple[str, list[str]]:
+    """(source, clang flags) of the program for `options` on the prepared kernel: what
+    the tracer compiles, `--ebpf` prints and the benchmarks load."""
+    return (program_source(prepared.plan),
+            cflags_for(options, prepared.plan, prepared.gfp_table))
+
+
 def compile_program(bcc: Any, source: str, cflags: list[str]) -> Any:
     try:
         return bcc.BPF(text=source, cflags=cflags)
@@ -182,8 +189,8 @@ class Program:
             raise LoaderError(headers_hint(prepared.kernel.release))
         self.plan = prepared.plan
         self.bcc = import_bcc()
-        self.cflags = cflags_for(options, self.plan, prepared.gfp_table)
-        self.bpf = compile_program(self.bcc, program_source(self.plan), self.cflags)
+        source, self.cflags = program_text(options, prepared)
+        self.bpf = compile_program(self.bcc, source, self.cflags)
         self.refused: list[str] = []  # planned, but the kernel said no
         self.printed_kprobe: str | None = None
         self.memcg_kprobe: str | None = None  # the memcg charge kretprobe, if it attached

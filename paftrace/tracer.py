@@ -19,7 +19,7 @@ from paftrace.contract import constants
 from paftrace.decode import FailureDecoder
 from paftrace.fragmenters import PageblockHistory, fragmenter_records
 from paftrace.fragmenters import report as fragmentation_report
-from paftrace.loader import LoaderError, cflags_for, prepare, program_source
+from paftrace.loader import LoaderError, prepare, program_text
 from paftrace.options import TraceOptions
 from paftrace.procfs.report import failure_snapshot, sample_record
 from paftrace.procfs.sampler import MemorySample, MemorySampler
@@ -360,9 +360,9 @@ def silence_stdout() -> None:
 
 
 def print_ebpf(options: TraceOptions) -> int:
-    prepared = prepare(options)
-    print("// cflags: " + " ".join(cflags_for(options, prepared.plan, prepared.gfp_table)))
-    print(program_source(prepared.plan))
+    source, cflags = program_text(options, prepare(options))
+    print("// cflags: " + " ".join(cflags))
+    print(source)
     return 0
 
 

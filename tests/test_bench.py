@@ -108,6 +108,28 @@ def test_targets_compare_with_the_empty_program():
     assert raw["met"] is True  # the target stays the issue's: the classic empty program
 
 
+def test_storm_cpu_adds_every_program_and_the_process_per_failure():
+    # The numbers of a real profile pass (2 s storms, 3 December): paftrace's programs
+    # take less per failure than bpftrace's one, its process more.
+    profile = {
+        "paftrace -o 4": {"fail": {"ops": 4688, "tracer_cpu_s": 0.0171, "bpf_ms": 16.36}},
+        "bpftrace": {"fail": {"ops": 4160, "tracer_cpu_s": 0.0, "bpf_ms": 21.74}},
+        "paftrace -o 0+ --all": {"fault": {"ops": 1, "tracer_cpu_s": 0.1, "bpf_ms": 1.0}},
+    }
+    out = st.storm_cpu(profile)
+    mine, theirs = out["paftrace -o 4"], out["bpftrace"]
+    assert mine["bpf_us"] == pytest.approx(3.49, abs=0.01)
+    assert mine["process_us"] == pytest.approx(3.65, abs=0.01)
+    assert mine["total_us"] == pytest.approx(7.14, abs=0.01)
+    assert theirs == {"bpf_us": 5.23, "process_us": 0.0, "total_us": 5.23}
+    assert mine["met"] is False and mine["peer_total_us"] == 5.23
+    assert "paftrace -o 0+ --all" not in out  # no storm in its profile: nothing to judge
+    profile["paftrace -o 4"]["fail"]["tracer_cpu_s"] = 0.005
+    assert st.storm_cpu(profile)["paftrace -o 4"]["met"] is True
+    del profile["bpftrace"]
+    assert "met" not in st.storm_cpu(profile)["paftrace -o 4"]  # no peer, no verdict
+
+
 @needs_root
 @pytest.mark.parametrize("workload", sorted(wl.WORKLOADS))
 def test_each_workload_runs_and_counts(tmp_path, workload):
@@ -216,13 +238,32 @@ def test_before_runs_the_other_tree_even_from_a_checkout(tmp_path, monkeypatch):
         run.proc.wait()
 
 
-def test_storm_ab_is_reachable_from_the_bench_command():
+@pytest.mark.parametrize(("flag", "option"), [("--storm-ab", "--tree"),
+                                              ("--hook-ab", "--window"),
+                                              ("--start-parts", "--json")])
+def test_side_by_side_scripts_are_reachable_from_the_bench_command(flag, option):
     import subprocess
 
-    out = subprocess.run([str(BENCH_DATA.parent / "bench"), "--storm-ab", "--help"],
+    out = subprocess.run([str(BENCH_DATA.parent / "bench"), flag, "--help"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "--rounds" in out.stdout and "--tree" in out.stdout
+    assert "--rounds" in out.stdout and option in out.stdout
+
+
+@needs_root
+def test_start_parts_times_every_part_of_a_real_start(tmp_path):
+    import subprocess
+
+    out = tmp_path / "parts.json"
+    done = subprocess.run([str(BENCH_DATA.parent / "bench"), "--start-parts", "--rounds", "1",
+                           "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    parts = {row: values[0] for row, values in json.loads(out.read_text()).items()}
+    assert len(parts) == 12 and all(seconds > 0 for seconds in parts.values()), parts
+    # The same compiler, a bigger program (0.23 and 0.44 s here): the timer is on clang.
+    assert parts["compile empty raw program: libbcc compile"] < \
+        parts["compile paftrace -o 4: libbcc compile"]
+    assert "start to attached: paftrace -o 4" in done.stdout
 
 
 def test_failure_count_comes_from_the_record_and_a_task_name_cannot_fake_it():
@@ -281,3 +322,22 @@ def test_hook_ab_pairs_each_window_with_its_rounds_no_hook_window():
         assert result[name]["rounds"] == 6
     assert result["paftrace --all"]["times_floor"] == pytest.approx(60 / 170, abs=0.01)
     assert result["paftrace --all"]["times_raw_floor"] == pytest.approx(60 / 35, abs=0.01)
+
+
+def test_tracer_cpu_is_read_to_the_nanosecond_from_the_process_clock():
+    import subprocess
+
+    from tracers import process_cpu_seconds
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.03: pass\ninput()"],
+                            stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while process_cpu_seconds(busy.pid) < 0.03 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        used = process_cpu_seconds(busy.pid)
+        assert 0.03 <= used < 5 and used != round(used, 2)  # not in 10 ms clock ticks
+    finally:
+        busy.communicate(b"\n")
+    assert process_cpu_seconds(busy.pid) == 0.0  # reaped: no such process

@@ -226,6 +226,27 @@ def test_v2_host_resolves_the_kernel_cgroup_id_even_after_the_process_exited(tmp
         "the container is at its memory limit: docker update --memory")
 
 
+def test_v2_reads_the_process_only_when_the_kernel_id_is_not_resolved(tmp_path):
+    # A storm of short-lived tasks made a /proc/PID/cgroup and stat read per new task;
+    # with cgroup2 and the id resolved they add nothing.
+    root = tmp_path / "cg"
+    (root / "app").mkdir(parents=True)
+    resolver = CgroupResolver(CgroupMounts(v2=root, v2_memory=True), proc=str(tmp_path))
+    attributor = Attributor(T618, resolver, proc=str(tmp_path), sys_root=str(tmp_path))
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "cgroup").write_text("0::/from-proc\n")
+    (tmp_path / "4242" / "stat").write_text("4242 (a) R 1 " + "0 " * 45 + "\n")
+    reads = []
+    real = resolver.proc_cgroups
+    resolver.proc_cgroups = lambda pid: reads.append(pid) or real(pid)  # type: ignore[method-assign]
+    resolved = _failure(4242)
+    attributor.annotate(resolved, 0x442dc0, os.stat(root / "app").st_ino, None)
+    assert resolved.cgroup["path"] == "/app" and reads == []
+    unresolved = _failure(4242, "softirq")  # another cache key, an id no directory has
+    attributor.annotate(unresolved, 0x442dc0, 999_999_999, None)
+    assert unresolved.cgroup["path"] == "/from-proc" and reads == [4242]
+
+
 @given(st.text())
 def test_untrusted_text_never_breaks_the_readers(text):
     from paftrace.cgroups import task_exiting

@@ -65,14 +65,13 @@ def test_enumerations_must_be_dense() -> None:
 
 @needs_root
 def test_layouts_equal_what_clang_compiled() -> None:
-    from paftrace.loader import cflags_for, compile_program, import_bcc, prepare, program_source  # noqa: PLC0415  # noqa: PLC0415
+    from paftrace.loader import compile_program, import_bcc, prepare, program_text  # noqa: PLC0415
     from paftrace.options import TraceOptions  # noqa: PLC0415
 
     options = TraceOptions(order_min=4, order_max=4, trace_all=True)
     prepared = prepare(options)
     assert prepared.plan.reclaim is not None and prepared.plan.ringbuf
-    bpf = compile_program(import_bcc(), program_source(prepared.plan),
-                          cflags_for(options, prepared.plan, prepared.gfp_table))
+    bpf = compile_program(import_bcc(), *program_text(options, prepared))
     try:
         compiled = {
             "order_stat": bpf["order_stats"].Leaf._type_,  # per-CPU: one leaf per CPU

@@ -279,9 +279,11 @@ class Bench:
         result = wl.run(self.exe, workload, self.args.seconds)
         time.sleep(0.3)  # the records of the last poll interval
         cpu = run.cpu_seconds() - cpu
-        progs = st.parse_prog_stats(st.delta_prog_stats(before, prog_stats(run)))
+        delta = st.delta_prog_stats(before, prog_stats(run))
+        progs = st.parse_prog_stats(delta)
         return {"ops_per_s": round(result.rate), "ops": result.ops,
-                "tracer_cpu_s": round(cpu, 3),
+                "tracer_cpu_s": round(cpu, 6),
+                "bpf_ms": round(sum(p.get("run_time_ns", 0) for p in delta) / 1e6, 3),
                 "programs": [p for p in progs if p["runs"]]}
 
     def event_rates(self) -> dict[str, dict[str, float]]:
@@ -571,6 +573,11 @@ def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
             f"; user space {v['user_us_per_failure']} us/failure: "
             f"{'MET' if v['user_met'] else 'MISSED'} (<= {st.TARGET_USER_US_PER_FAILURE:g})")
         lines.append(f"(c) {name}: overhead {v['overhead_pct']}% vs {peer}{user}")
+    for name, v in res.get("storm_cpu", {}).items():
+        verdict = "" if v.get("met") is None else (
+            f": {'MET' if v['met'] else 'MISSED'} (<= {v['peer']} {v['peer_total_us']} us)")
+        lines.append(f"(c) {name}: CPU per failure {v['total_us']} us = BPF programs "
+                     f"{v['bpf_us']} + tracer process {v['process_us']}{verdict}")
     for name, runs in res["failure_storm"].items():
         ok = [r["failures_per_s"] for r in runs if r["exact"]]
         lines.append(f"failure storm, {name}: {len(ok)}/{len(runs)} runs exact with 0 lost; "
@@ -700,6 +707,7 @@ def run(args: BenchArgs, argv: list[str]) -> int:
                 res = bench.results()
                 if not args.no_profile:
                     res["profile"] = bench.profile()
+                    res["storm_cpu"] = st.storm_cpu(res["profile"])
                     res["event_rates"] = bench.event_rates()
                 if not args.no_scrape and (not args.tracers or any(
                         "exporter" in t for t in args.tracers)):

@@ -39,6 +39,14 @@ def spread(values: Iterable[float]) -> Spread:
     return Spread(statistics.median(vals), vals[0], vals[-1], len(vals))
 
 
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile); one value is all three."""
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, median, q3 = statistics.quantiles(values, n=4)
+    return q1, median, q3
+
+
 def ratio(value: float, baseline: float) -> float:
     return value / baseline if baseline else 0.0
 
@@ -145,6 +153,28 @@ def storm_verdicts(cells: dict[str, dict[str, dict]], user_us: dict[str, float],
                      "met": None if theirs is None else mine <= theirs,
                      "user_us_per_failure": None if us is None else round(us, 1),
                      "user_met": None if us is None else us <= TARGET_USER_US_PER_FAILURE}
+    return out
+
+
+def storm_cpu(profile: dict[str, dict], peer: str = STORM_PEER) -> dict[str, dict]:
+    """Workload (c) as CPU instead of throughput: per failure, the run time of all of a
+    tracer's BPF programs (bpf_stats) plus its own process's CPU, from the profile
+    pass. Steadier than the storm's rate on a noisy machine, but it leaves out what no
+    program's run time shows: for a classic tracepoint (bpftrace's) the record the
+    kernel builds before the program runs, and cache effects on the workload."""
+    out = {}
+    for name, by_workload in profile.items():
+        run = by_workload.get("fail")
+        if not run or not run.get("ops") or "bpf_ms" not in run:
+            continue
+        bpf = run["bpf_ms"] * 1e3 / run["ops"]
+        process = run["tracer_cpu_s"] * 1e6 / run["ops"]
+        out[name] = {"bpf_us": round(bpf, 2), "process_us": round(process, 2),
+                     "total_us": round(bpf + process, 2)}
+    theirs = out.get(peer, {}).get("total_us")
+    for name, mine in out.items():
+        if name.startswith("paftrace") and theirs is not None:
+            mine |= {"peer": peer, "peer_total_us": theirs, "met": mine["total_us"] <= theirs}
     return out
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from pathlib import Path
 import benchstats as st
 import workloads as wl
 
-from paftrace.loader import cflags_for, compile_program, import_bcc, prepare, program_source
+from paftrace.loader import compile_program, import_bcc, prepare, program_text
 from paftrace.options import TraceOptions
 from paftrace.tracefs import TraceFs
 
@@ -74,8 +73,7 @@ def load_hooks(bcc) -> list[Hook]:  # noqa: ANN001 - the bcc module
 
     def paftrace(name: str, options: TraceOptions) -> Hook:
         prepared = prepare(options)
-        cflags = cflags_for(options, prepared.plan, prepared.gfp_table)
-        bpf = compile_program(bcc, program_source(prepared.plan), cflags)
+        bpf = compile_program(bcc, *program_text(options, prepared))
         return Hook(name, bpf, prepared.plan.raw_tracepoints)
 
     classic = frozenset({"raw-tracepoint"})
@@ -88,11 +86,6 @@ def load_hooks(bcc) -> list[Hook]:  # noqa: ANN001 - the bcc module
     for hook in hooks:
         hook.detach()  # bcc attached it when loading
     return hooks
-
-
-def quartiles(values: list[float]) -> tuple[float, float, float]:
-    q1, q2, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
-    return q1, q2, q3
 
 
 def measure(hooks: list[Hook], run: Callable[[], float], rounds: int) -> dict[str, list[float]]:
@@ -119,7 +112,7 @@ def measure(hooks: list[Hook], run: Callable[[], float], rounds: int) -> dict[st
 
 
 def summary(added: dict[str, list[float]]) -> dict[str, dict]:
-    spreads = {n: quartiles(v) for n, v in added.items()}
+    spreads = {n: st.quartiles(v) for n, v in added.items()}
     floor, raw_floor = spreads[FLOOR][1], spreads[RAW_FLOOR][1]
     return {name: {"added_ns_median": round(q2, 1), "added_ns_q1": round(q1, 1),
                    "added_ns_q3": round(q3, 1), "rounds": len(added[name]),
