@@ -341,3 +341,21 @@ def test_tracer_cpu_is_read_to_the_nanosecond_from_the_process_clock():
     finally:
         busy.communicate(b"\n")
     assert process_cpu_seconds(busy.pid) == 0.0  # reaped: no such process
+
+
+def test_a_floor_that_cost_nothing_gives_no_multiple_and_no_verdict():
+    cells = {"empty-bpf": {"fault": {"ratio": 1.0, "spread_pct": 9.0}},
+             "paftrace -o 4": {"fault": {"ratio": 0.99, "spread_pct": 9.0}}}
+    target = bench.Bench.targets(cells)["paftrace -o 4"]
+    assert target["times_floor"] is None and target["met"] is None
+    assert st.multiple(None) == "no multiple of" and st.multiple(1.4) == "1.4x"
+    args = bench.BenchArgs(rounds=1, seconds=1, workloads=["fault"], tracers=None,
+                           no_profile=True, start_stop=False, soak=None, markdown=False,
+                           json=None)
+    res = {"cells": cells, "targets": {"paftrace -o 4": target}, "startup_s": {},
+           "stop_to_exit_s": {}, "storm": {}, "failure_storm": {}, "rss_kib": {},
+           "unavailable": {}, "disturbances": []}
+    line = next(x for x in bench.report(res, args, list(cells)).splitlines()
+                if x.startswith("(a)"))
+    assert "None" not in line and "no multiple of the empty program's" in line
+    assert line.endswith("not decided by this run")

@@ -553,12 +553,14 @@ def report(res: dict, args: BenchArgs, tracer_names: list[str]) -> str:
                                              for w in args.workloads if w in base))
     lines.append(st.format_table(tracer_names, args.workloads, res["cells"]))
     for name, t in res["targets"].items():
-        goal = f", target <= {t['target_times_floor']}x: {'MET' if t['met'] else 'MISSED'}" \
+        verdict = {True: "MET", False: "MISSED", None: "not decided by this run"}[t["met"]]
+        goal = f", target <= {t['target_times_floor']}x: {verdict}" \
             if t["target_times_floor"] else ""
-        raw = f"; {t['times_raw_floor']}x the empty raw tracepoint program's " \
+        raw = f"; {st.multiple(t['times_raw_floor'])} the empty raw tracepoint program's " \
             f"{t['raw_floor_overhead_pct']}%" if "times_raw_floor" in t else ""
-        lines.append(f"(a) {name}: overhead {t['overhead_pct']}% = {t['times_floor']}x the "
-                     f"empty program's {t['floor_overhead_pct']}%{goal}{raw}")
+        lines.append(f"(a) {name}: overhead {t['overhead_pct']}% = "
+                     f"{st.multiple(t['times_floor'])} the empty program's "
+                     f"{t['floor_overhead_pct']}%{goal}{raw}")
     lines.append("start to attached (median s): " + ", ".join(
         f"{n} {v}" + ("" if not n.startswith("paftrace") else
                       f" ({'MET' if v <= st.TARGET_STARTUP_S else 'MISSED'} <= "

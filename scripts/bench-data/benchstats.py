@@ -69,6 +69,12 @@ def rotation(names: Sequence[str], round_index: int) -> list[str]:
     return list(names[k:]) + list(names[:k])
 
 
+def multiple(times: float | None) -> str:
+    """A multiple of a floor as printed before "the <floor>"; a floor that cost nothing
+    measurable in the run (noise can make it <= 0) has none: "no multiple of the ..."."""
+    return "no multiple of" if times is None else f"{times}x"
+
+
 def versus_floor(tracer_overhead: float, floor_overhead: float) -> float | None:
     """How many times the empty program's overhead a tracer costs."""
     if floor_overhead <= 0:

@@ -143,8 +143,8 @@ def main() -> int:
           f"[quartiles], each against its round's no-hook window of {args.window:g} s:")
     for name, s in result.items():
         print(f"  {name:26} {s['added_ns_median']:+7.1f} ns [{s['added_ns_q1']:+.1f}, "
-              f"{s['added_ns_q3']:+.1f}]  {s['times_floor']}x the empty tracepoint, "
-              f"{s['times_raw_floor']}x the empty raw tracepoint")
+              f"{s['added_ns_q3']:+.1f}]  {st.multiple(s['times_floor'])} the empty tracepoint, "
+              f"{st.multiple(s['times_raw_floor'])} the empty raw tracepoint")
     if args.json:
         Path(args.json).write_text(json.dumps({"window_s": args.window, "hooks": result,
                                                "added_ns": added}, indent=1))
