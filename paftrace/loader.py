@@ -20,6 +20,7 @@ from typing import Any
 from paftrace import contract
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.options import TraceOptions, comm_words
+from paftrace.pacing import POLL_MS
 from paftrace.planner import LiveKernel, PlanError, ProbePlan, headers_dir, plan_probes
 from paftrace.reclaim import BPF_SOURCE as RECLAIM_SOURCE
 from paftrace.reclaim import pageblock_order
@@ -30,9 +31,9 @@ BPF_SOURCE = "pagealloc.c"
 # --all adaptive stack sampling: at most about this many stack walks per second
 # (the kernel adapts 1-in-N on each CPU, see next_sample_every in pagealloc.c).
 STACK_SAMPLES_PER_S = 2000
-# The ring buffer wakes its reader only once this fraction of it may be full (the
-# reader polls every paftrace.tracer.POLL_MS anyway): three quarters stay free
-# for the time the reader needs to be scheduled.
+# Besides a quiet CPU's first record (pagealloc.c, ringbuf_wakeup_flag), the ring buffer
+# wakes its reader once this fraction of it may be full: three quarters stay free for
+# the time the reader needs to be scheduled.
 RINGBUF_WAKE_FRACTION = 4
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 RINGBUF_RECORD_HEADER = 8  # BPF_RINGBUF_HDR_SZ (include/uapi/linux/bpf.h)
@@ -127,6 +128,7 @@ def cflags_for(options: TraceOptions, plan: ProbePlan, table: GfpTable) -> list[
         f"-DSTACK_STORAGE_SIZE={options.stack_storage}",
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
         f"-DRINGBUF_WAKE_EVERY={ringbuf_wake_every(options.ringbuf_pages)}",
+        f"-DRINGBUF_QUIET_NS={POLL_MS * 1_000_000}ULL",  # paftrace/pacing.py
         f"-DAGG_ENTRIES={options.agg_entries}",
         f"-DSITE_RECORDS={options.records_per_site}",
         f"-DSAMPLE_PERIOD_NS={(os.cpu_count() or 1) * 1_000_000_000 // STACK_SAMPLES_PER_S}ULL",

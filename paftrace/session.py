@@ -153,13 +153,16 @@ class TraceSession:
 
     def poll(self, timeout_ms: int = 100) -> None:
         """Wait up to `timeout_ms`, then take every record there is. The program
-        wakes us only when the ring buffer fills up (pagealloc.c,
-        ringbuf_wakeup_flag), so most records are taken here after the wait, in
-        one batch, not one wakeup each."""
+        wakes us only for a CPU's first record after a quiet spell and when the ring
+        buffer fills up (pagealloc.c, ringbuf_wakeup_flag), so most records are
+        taken here after the wait, in one batch, not one wakeup each."""
         bpf = self.program.bpf
         try:
             if self.plan.ringbuf:
                 bpf.ring_buffer_poll(timeout=timeout_ms)
+                # A handler's error ends the poll at once (delivery.py), before the
+                # consume below would count the next record as not shown.
+                raise_all_pending(self._handlers())
                 # Stalls first: a failure's own stall was written before it.
                 self._poll_stalls()
                 bpf.ring_buffer_consume()

@@ -21,6 +21,7 @@ from paftrace.fragmenters import PageblockHistory, fragmenter_records
 from paftrace.fragmenters import report as fragmentation_report
 from paftrace.loader import LoaderError, prepare, program_text
 from paftrace.options import TraceOptions
+from paftrace.pacing import PollPacer
 from paftrace.procfs.report import failure_snapshot, sample_record
 from paftrace.procfs.sampler import MemorySample, MemorySampler
 from paftrace.reclaim import Stall
@@ -36,7 +37,6 @@ EXIT_SIGNAL = 130
 # the status a tool killed by SIGPIPE reports in a shell (128 + 13), as `yes | head -1`
 # does, so `set -o pipefail` scripts see the same thing for paftrace as for C tools.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
-POLL_MS = 100
 # How often a storm's coalesced failures are reported (paftrace.h, "Storm coalescing").
 # Each report decodes and judges one failure per call site, with a fresh memory sample
 # when the last is old: after every poll it cost the tracer about 10 ms of CPU a second
@@ -307,6 +307,8 @@ class Tracer:
         self.renderer.attached(self.attached_info())
         deadline = self.started + duration if duration else None
         next_tick = next_coalesced = time.monotonic()
+        pacer = PollPacer(always_short=until is not None)
+        coalescing = False  # the last report had counts: a storm goes on, or just ended
         while not stop.stopped and not (until and until()):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -316,11 +318,17 @@ class Tracer:
                 self._send_fragmenters(snapshot.fragmentation)
                 self.renderer.tick(snapshot)
                 next_tick = now + interval
-            wait = min(next_tick, deadline or next_tick) - time.monotonic()
-            self.session.poll(max(0, min(POLL_MS, int(wait * 1000))))
-            if time.monotonic() >= next_coalesced:
+            wake = min(next_tick, deadline or next_tick,
+                       next_coalesced if coalescing else next_tick)
+            seen = self.records
+            self.session.poll(pacer.timeout_ms(wake - time.monotonic()))
+            polled = time.monotonic()
+            pacer.polled(polled, got_records=self.records != seen)
+            if polled >= next_coalesced:
                 # Judged while the storm goes on (its cgroup, memory state).
+                counted = self.coalesced
                 self._report_coalesced()
+                coalescing = self.coalesced != counted
                 next_coalesced = time.monotonic() + COALESCED_EVERY_S
             self._flush()
         self.session.drain()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +184,48 @@ def test_not_root_gets_one_clear_line():
     assert proc.stderr.strip().count("\n") == 0
     assert "needs root" in proc.stderr and "sudo" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _main_thread_sleeps(pid: int) -> int:
+    """Voluntary context switches of the process's main thread, the one that polls."""
+    status = Path(f"/proc/{pid}/task/{pid}/status").read_text()
+    return int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", status).group(1))
+
+
+def test_an_idle_tracer_sleeps_a_tick_at_a_time_and_a_lone_failure_wakes_it():
+    proc = subprocess.Popen([*paftrace_cmd(), "--order", "4", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    arrivals: list[tuple[int, str]] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            arrivals.append((time.monotonic_ns(), line))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not arrivals and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert arrivals and arrivals[0][1].startswith('{"type":"attached"'), proc.stderr
+        time.sleep(1.5)  # past start-up (the symbol table is read in a thread)
+        before = _main_thread_sleeps(proc.pid)
+        time.sleep(4)
+        # One poll per one-second tick (pacing.py); it was ten a second.
+        assert _main_thread_sleeps(proc.pid) - before <= 16
+        pids = set()
+        for _ in range(3):  # lone failures, each after more than POLL_MS of quiet
+            time.sleep(1.2)
+            pids.add(provoke(1, 4)["worker_pid"])
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        reader.join(5)
+    delays = sorted((at - json.loads(line)["ts_ns"]) / 1e9 for at, line in arrivals
+                    if line.startswith('{"type":"failure"') and json.loads(line)["pid"] in pids)
+    assert len(delays) == 3, delays
+    # Each failure woke the reader (its CPU's first record in POLL_MS): milliseconds
+    # here, not up to the idle second (the records' ts_ns is CLOCK_MONOTONIC).
+    assert delays[1] < 0.15, delays

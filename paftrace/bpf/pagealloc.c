@@ -46,6 +46,7 @@ struct cpu_ctx {
     u32 in_softirq;
     u32 vec;
     u32 unwoken;    /* ring buffer records since this CPU last woke the reader */
+    u64 last_record_ns; /* when this CPU last wrote a ring buffer record */
 };
 
 BPF_PERCPU_ARRAY(order_stats, struct order_stat, ORDER_SLOTS);
@@ -140,18 +141,26 @@ static __always_inline struct cpu_ctx *this_cpu_ctx(void)
 /* Waking the reader for every record cost the failing task more than the rest of
  * the program: a submit with wakeup queues an irq_work (a self-IPI on x86) that
  * wakes the reader, which then runs, per record, on a CPU the storm wants
- * (kernel/bpf/ringbuf.c, bpf_ringbuf_commit, v5.8+). The reader polls at least
- * every POLL_MS (paftrace/session.py) and takes what is there; each CPU forces a
- * wakeup once it wrote RINGBUF_WAKE_EVERY records since its last one, so with
- * all CPUs together at most a quarter of the buffer waits unannounced and a
- * burst cannot overrun it between two polls. (bpf_ringbuf_query() would tell
- * the fill level, but bcc 0.26 cannot pass the map to a helper it does not wrap.) */
-static __always_inline u64 ringbuf_wakeup_flag(void)
+ * (kernel/bpf/ringbuf.c, bpf_ringbuf_commit, v5.8+). So a CPU wakes the reader
+ * only for
+ * - its first record after RINGBUF_QUIET_NS without one: an idle reader sleeps
+ *   until its next tick (paftrace/pacing.py), and a lone failure must not wait
+ *   for it. After records the reader polls every POLL_MS, which is
+ *   RINGBUF_QUIET_NS: a record less than that after its CPU's previous one is
+ *   taken by a poll that follows the previous one's;
+ * - every RINGBUF_WAKE_EVERY-th record: with all CPUs together at most a quarter
+ *   of the buffer waits unannounced, so a burst cannot overrun it between polls.
+ *   (bpf_ringbuf_query() would tell the fill level, but bcc 0.26 cannot pass the
+ *   map to a helper it does not wrap.) */
+static __always_inline u64 ringbuf_wakeup_flag(u64 now_ns)
 {
     struct cpu_ctx *c = this_cpu_ctx();
-    if (!c || ++c->unwoken >= RINGBUF_WAKE_EVERY) {
-        if (c)
-            c->unwoken = 0;
+    if (!c)
+        return BPF_RB_FORCE_WAKEUP;
+    u64 quiet = now_ns - c->last_record_ns >= RINGBUF_QUIET_NS;
+    c->last_record_ns = now_ns;
+    if (quiet || ++c->unwoken >= RINGBUF_WAKE_EVERY) {
+        c->unwoken = 0;
         return BPF_RB_FORCE_WAKEUP;
     }
     return BPF_RB_NO_WAKEUP;
@@ -563,7 +572,7 @@ static __always_inline int on_page_alloc(void *ctx, int failed, u32 order, u64 g
         return 0;
     }
     fill_failure(e, gfp, order, migratetype, context, vec, irq, stack_id, alloc_start_ns);
-    failures.ringbuf_submit(e, ringbuf_wakeup_flag());
+    failures.ringbuf_submit(e, ringbuf_wakeup_flag(e->ts_ns));
 #else
     struct failure_event e = {};
     fill_failure(&e, gfp, order, migratetype, context, vec, irq, stack_id, alloc_start_ns);
