@@ -20,6 +20,7 @@ from typing import Any
 from paftrace.delivery import GuardedHandler, raise_all_pending
 from paftrace.fragmenters import CompactionCount, ExtfragCounts, ExtfragKey, Fragmentation
 from paftrace.gfp import GfpTable, table_from_print_fmt
+from paftrace.pacing import POLL_MS
 from paftrace.planner import FeatureStatus, ProbePlan, ReclaimPlan
 from paftrace.reclaim import RawStall, ReclaimCounters, StallRecords, reclaim_summary
 from paftrace.records import RawAllocKey, RawFailure, SiteKey
@@ -108,7 +109,7 @@ class ReplaySession:
             raise_all_pending([h for h in (self.failure_handler,
                                            self.stalls.handler if self.stalls else None) if h])
 
-    def poll(self, timeout_ms: int = 100) -> None:
+    def poll(self, timeout_ms: int = POLL_MS) -> None:
         self._deliver(self.per_poll)
 
     def drain(self) -> None:

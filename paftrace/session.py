@@ -17,6 +17,7 @@ from paftrace.delivery import GuardedHandler, Tap, raise_all_pending
 from paftrace.fragmenters import Fragmentation, print_symbolic
 from paftrace.gfp import GfpTable
 from paftrace.options import TraceOptions
+from paftrace.pacing import POLL_MS
 from paftrace.planner import ProbePlan
 from paftrace.reclaim import Stall
 from paftrace.records import RawAllocKey, RawFailure, SiteKey
@@ -42,7 +43,7 @@ class Session(Protocol):
     def start(self, on_failure: FailureHandler, on_stall: StallHandler) -> None:
         """Open the record transports; records are handed to these from `poll()`."""
 
-    def poll(self, timeout_ms: int = 100) -> None:
+    def poll(self, timeout_ms: int = POLL_MS) -> None:
         """Deliver records; re-raises an exception a handler raised."""
 
     def drain(self) -> None:
@@ -151,7 +152,7 @@ class TraceSession:
         handlers = [self.failure_handler, self.reclaim.handler if self.reclaim else None]
         return [h for h in handlers if h is not None]
 
-    def poll(self, timeout_ms: int = 100) -> None:
+    def poll(self, timeout_ms: int = POLL_MS) -> None:
         """Wait up to `timeout_ms`, then take every record there is. The program
         wakes us only for a CPU's first record after a quiet spell and when the ring
         buffer fills up (pagealloc.c, ringbuf_wakeup_flag), so most records are

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import benchstats as st
+from bench import paftrace_command
 from tracers import Running, all_tracers
 
 from paftrace.loader import import_bcc, prepare, program_text
@@ -97,8 +98,7 @@ class CompileTimer:
 
 
 def started_seconds(name: str, scratch: Path) -> float:
-    tracer = next(t for t in all_tracers(sys.executable, [sys.executable, "-m", "paftrace"])
-                  if t.name == name)
+    tracer = next(t for t in all_tracers(sys.executable, paftrace_command()) if t.name == name)
     run = Running(tracer, scratch)
     try:
         return run.wait_ready()
