@@ -72,16 +72,23 @@ def packet_socket_inodes() -> set[str]:
     return {line.split()[-1] for line in lines}
 
 
+EXTFRAG = Path("/proc/sys/vm/extfrag_threshold")
+
+
 @root_only
 def test_drain_holds_the_blocks_until_the_end() -> None:
     before_sockets = packet_socket_inodes()
     mem_before = meminfo_mib("MemFree")
+    threshold = EXTFRAG.read_text()
     with drain.draining(4, max_mib=256, interval=0.05) as held:
+        # above order 3 no compaction builds blocks while it holds (restored after)
+        assert EXTFRAG.read_text().strip() == "1000"
         taken_sockets = packet_socket_inodes() - before_sockets
         mem_held = meminfo_mib("MemFree")
         time.sleep(0.2)
         report = held.report()
     mem_after = meminfo_mib("MemFree")
+    assert EXTFRAG.read_text() == threshold
     per_mib = (1 << 20) // (os.sysconf("SC_PAGE_SIZE") << 4)
     # This machine has far more than 256 MiB of free order-4 blocks: the bound is reached
     # at the first take and the top-ups find no room left.

@@ -146,14 +146,15 @@ VM = Path("/proc/sys/vm")
 
 
 @needs_root
-@pytest.mark.parametrize("flag, changed", [
-    ("--small-pcp", {"percpu_pagelist_high_fraction": "100000"}),
-    ("--quiet-compaction", {"compaction_proactiveness": "0", "watermark_boost_factor": "0"}),
+@pytest.mark.parametrize("flags, changed", [
+    (["--small-pcp"], {"percpu_pagelist_high_fraction": "100000"}),
+    (["--quiet-compaction"], {"compaction_proactiveness": "0", "watermark_boost_factor": "0"}),
+    (["--drain", "-o", "9"], {"extfrag_threshold": "1000"}),  # no compaction above order 3
 ])
-def test_fragment_sysctls_of_a_killed_run_are_undone_by_cleanup(flag: str,
+def test_fragment_sysctls_of_a_killed_run_are_undone_by_cleanup(flags: list[str],
                                                                  changed: dict) -> None:
     states = {name: STATE_DIR / f"{name}.json" for name in changed}
-    proc = subprocess.Popen([str(SCRIPTS / "fragment"), "--mib", "64", "--hold", "30", flag],
+    proc = subprocess.Popen([str(SCRIPTS / "fragment"), "--mib", "64", "--hold", "30", *flags],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from paftrace.workloads.leftovers import STATE_DIR
+from paftrace.workloads.scenarios import icmp
+from paftrace.workloads.scenarios.common import default_min_free_kbytes, meminfo_mib
 from paftrace.workloads.scenarios.netns import NETNS_DIR, PREFIX
 from paftrace.workloads.scenarios.softirq_cli import page_order, reply_buffer, size_for_order
 from tests.helpers import needs_root, run_tracer
@@ -69,6 +73,22 @@ def test_orders_the_mtu_cannot_carry_are_refused() -> None:
                                    "replies of at most 9000 bytes need order 2")
 
 
+class Unanswered(socket.socket):
+    """A datagram socket whose requests go nowhere: every reply is lost."""
+
+    def sendto(self, data: bytes, address: object) -> int:  # type: ignore[override]
+        self.requests = getattr(self, "requests", 0) + 1
+        return len(data)
+
+
+def test_the_echo_loop_stops_at_the_lost_replies_asked_for() -> None:
+    with Unanswered(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        stats = icmp.echo_loop(sock, "169.254.77.2", 64, seconds=30, max_count=100,
+                               max_lost=3, reply_timeout=0.01)
+        assert (stats.sent, stats.replies, stats.lost, sock.requests) == (3, 0, 3, 3)
+    assert stats.waiting_s >= 3 * 0.01 and stats.slowest_s >= 0.01
+
+
 def net_rx_rows(summary: dict) -> list[dict]:
     return [row for row in summary["allocations"]
             if row["context"] == "softirq" and row["softirq"] == "NET_RX"]
@@ -84,6 +104,11 @@ def test_linear_replies_are_atomic_high_order_allocations_in_net_rx(order: int,
     assert run.returncode == 130, run.stderr
     result = run.workload_result[-1]
     assert result["reply_order"] == order and result["replies"] > 100
+    # where the loop's time went adds up, and the machine's memory state came along
+    echo = result["echo_s"]
+    assert 0 < echo["slowest"] <= echo["sending"] + echo["waiting"] <= result["seconds"]
+    assert result["memory"]["during"]["available_mib"] > 0
+    assert result["memory"]["during"]["major_faults"] >= 0
     rows = [r for r in net_rx_rows(run.summary) if r["order"] == order
             and "GFP_ATOMIC" in r["gfp_flags"] and "__GFP_NOWARN" in r["gfp_flags"]]
     assert rows, net_rx_rows(run.summary)
@@ -135,6 +160,48 @@ def test_cleanup_removes_namespaces_of_a_killed_run() -> None:
     assert len(left) == 2
     removed = json_lines(script("softirq-highorder", "--cleanup").stdout)[-1]["removed"]
     assert set(left) <= set(removed) and not our_namespaces(proc.pid)
+
+
+VM = Path("/proc/sys/vm")
+
+
+def test_the_thinned_reserve_is_the_kernels_default_without_thp() -> None:
+    # int_sqrt(lowmem kB x 16): 1 GiB -> 4096 kB, within [128, 262144]
+    assert default_min_free_kbytes(1 << 20) == 4096
+    assert default_min_free_kbytes(24683584) == 19873
+    assert default_min_free_kbytes(512) == 128
+    assert default_min_free_kbytes(1 << 33) == 262144
+
+
+def holds(pid: int, name: str) -> bool:
+    try:
+        record = json.loads((STATE_DIR / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any(h.startswith(f"{pid}:") for h in record["holders"])
+
+
+@needs_root
+def test_drain_thins_the_reserve_and_a_killed_run_is_undone_by_cleanup() -> None:
+    """--drain holds vm.min_free_kbytes at the kernel's default and vm.extfrag_threshold
+    at 1000; after a SIGKILL they stay so until --cleanup (or the next run) restores them."""
+    wanted = {"min_free_kbytes": min(default_min_free_kbytes(meminfo_mib("MemTotal") << 10),
+                                     int((VM / "min_free_kbytes").read_text())),
+              "extfrag_threshold": 1000}
+    before = {name: (VM / name).read_text() for name in wanted}
+    proc = subprocess.Popen([str(SCRIPTS / "softirq-highorder"), "--drain", "--seconds", "60"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not all(holds(proc.pid, n) for n in wanted) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    held = {name: int((VM / name).read_text()) for name in wanted}
+    proc.kill()
+    _, err = proc.communicate()
+    assert held == wanted, err
+    assert {name: int((VM / name).read_text()) for name in wanted} == wanted  # left so
+    cleaned = json_lines(script("softirq-highorder", "--cleanup").stdout)[-1]["cleaned"]
+    assert {name: (VM / name).read_text() for name in wanted} == before, cleaned
+    assert not our_namespaces(proc.pid)
 
 
 def buddyinfo_samples(interval: float) -> subprocess.Popen[str]:

@@ -56,6 +56,7 @@ class KernelResult:
     # free block of order >= 4 was held, and the echo replies lost meanwhile; None: not run
     netrx_failures: int | None = None
     netrx_lost: int | None = None
+    netrx_sent: int | None = None
     netrx_error: str | None = None      # the scenario's own error line, when it failed
     problems: list[str] = field(default_factory=list)
     # Why an earlier boot of this kernel hung (scripts/matrix/run.py boots it once more):
@@ -162,7 +163,8 @@ def analyse(directory: Path, where: str = "qemu") -> KernelResult:
     if netrx_rc and netrx_rc != "skipped":
         result.netrx_failures = sum(failures_in(r) for r in json_lines(
             _text(directory, "netrx-trace.out")) if is_reply_failure(r, NETRX_ORDER))
-        result.netrx_lost = _last_json(_text(directory, "netrx.out")).get("lost")
+        echo = _last_json(_text(directory, "netrx.out"))
+        result.netrx_lost, result.netrx_sent = echo.get("lost"), echo.get("sent")
         if netrx_rc != "0":
             result.netrx_error = (_text(directory, "netrx.err").strip().splitlines()
                                   or [f"exit {netrx_rc}"])[-1]
@@ -239,7 +241,7 @@ def problems(r: KernelResult, selftest: dict, attached: dict,
         out.append(f"the NET_RX scenario failed: {r.netrx_error}")
     elif r.where == "qemu" and r.netrx_failures == 0:
         out.append(f"no order-{NETRX_ORDER} failure caught in NET_RX while the free blocks "
-                   f"were held ({r.netrx_lost} echo replies lost)")
+                   f"were held ({r.netrx_lost} of {r.netrx_sent} echo replies lost)")
     return out
 
 

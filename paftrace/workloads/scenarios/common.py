@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +26,29 @@ def meminfo_mib(field: str) -> int:
         if name == field:
             return int(rest.split()[0]) >> 10
     raise ScenarioError(f"/proc/meminfo has no {field}")
+
+
+def memory_pressure() -> dict[str, float]:
+    """What says a small machine is thrashing: MemAvailable, the major faults so far
+    (/proc/vmstat pgmajfault: code and data read back from disk) and the seconds some task
+    stalled on memory (/proc/pressure/memory "some total", 4.20+ with PSI; absent: -1)."""
+    vmstat = dict(line.split() for line in Path("/proc/vmstat").read_text().splitlines())
+    try:
+        some = Path("/proc/pressure/memory").read_text().splitlines()[0]
+        stalled = int(some.rpartition("total=")[2]) / 1e6
+    except (OSError, ValueError, IndexError):
+        stalled = -1.0
+    return {"available_mib": meminfo_mib("MemAvailable"),
+            "major_faults": int(vmstat.get("pgmajfault", 0)), "memory_stall_s": stalled}
+
+
+def pressure_during(before: dict[str, float]) -> dict[str, float]:
+    """memory_pressure() now, its counters as increases since `before`."""
+    now = memory_pressure()
+    return {"available_mib": now["available_mib"],
+            "major_faults": now["major_faults"] - before["major_faults"],
+            "memory_stall_s": (round(now["memory_stall_s"] - before["memory_stall_s"], 3)
+                               if before["memory_stall_s"] >= 0 else -1.0)}
 
 
 def free_blocks(order: int) -> int:
@@ -104,26 +128,73 @@ QUIET_COMPACTION = (
 )
 
 
+# Compaction builds a block of a costly order (above PAGE_ALLOC_COSTLY_ORDER, 3:
+# include/linux/mmzone.h) only where the zone's fragmentation index is above
+# vm.extfrag_threshold (mm/compaction.c compaction_suitable, kcompactd and direct compaction
+# alike; v5.10..v6.18). At its maximum, 1000, none is built: a drain (scenarios.drain) then
+# holds every block there is instead of racing kcompactd for those it builds (a 1 GiB
+# Debian 6.1 guest migrated 32,115 pages into new order-4 blocks in 15 s, 2026-12-03).
+# The largest wish wins.
+COSTLY_ORDER = 3
+NO_COSTLY_COMPACTION = SharedSysctl(Path("/proc/sys/vm/extfrag_threshold"),
+                                    "extfrag_threshold")
+
+
+# The atomic reserve: free memory between a zone's min watermark and half of it, which
+# only __GFP_HIGH requests such as the NET_RX replies may take (mm/page_alloc.c
+# __zone_watermark_ok; the replies carry __GFP_NOMEMALLOC, so not the quarter below that).
+# With transparent hugepages khugepaged raises vm.min_free_kbytes to two free pageblocks
+# per zone plus MIGRATE_PCPTYPES² of them (mm/khugepaged.c
+# set_recommended_min_free_kbytes): about 44 MiB in a 1 GiB guest, a band kswapd refills as
+# the replies take it, and the kernel matrix's guests held 820-911 replies before the first
+# one failed (2026-12-03). Thinned to the kernel's own default, a few dozen do. The
+# smallest wish wins.
+MIN_FREE = SharedSysctl(Path("/proc/sys/vm/min_free_kbytes"), "min_free_kbytes", combine=min)
+
+
+def default_min_free_kbytes(lowmem_kb: int) -> int:
+    """What the kernel sets without khugepaged's raise: int_sqrt(lowmem kB x 16) within
+    [128, 262144] (mm/page_alloc.c calculate_min_free_kbytes, 5.10.89+)."""
+    return min(max(math.isqrt(lowmem_kb * 16), 128), 262144)
+
+
 def recover_sysctls() -> list[str]:
     """What killed runs left of the sysctls the scenarios change, put back (no-op if none)."""
-    return [line for sysctl in (PCP_FRACTION, *QUIET_COMPACTION) for line in sysctl.recover()]
+    return [line for sysctl in (PCP_FRACTION, *QUIET_COMPACTION, NO_COSTLY_COMPACTION, MIN_FREE)
+            for line in sysctl.recover()]
 
 
 @contextlib.contextmanager
-def quiet_compaction() -> Iterator[None]:
-    """No proactive compaction and no watermark boost while the block runs (kernels that
-    have the tunables; root)."""
+def holding(sysctls: tuple[SharedSysctl, ...], value: int, label: str) -> Iterator[None]:
+    """Hold each of `sysctls` at `value` while the block runs (those the kernel has; root),
+    saying on stderr what was dropped or restored."""
     with contextlib.ExitStack() as held:
-        for sysctl in QUIET_COMPACTION:
+        for sysctl in sysctls:
             if not sysctl.sysctl.exists():
-                continue  # a kernel before the tunable: nothing to quiet
+                continue  # a kernel before the tunable: nothing to hold
             try:
-                said = held.enter_context(sysctl.held(0))
+                said = held.enter_context(sysctl.held(value))
             except OSError as exc:
                 raise ScenarioError(f"cannot set {sysctl.sysctl} (root?): {exc}") from exc
             for line in said:
-                print(f"quiet-compaction: {line}", file=sys.stderr, flush=True)
+                print(f"{label}: {line}", file=sys.stderr, flush=True)
         yield
+
+
+def quiet_compaction() -> contextlib.AbstractContextManager[None]:
+    """No proactive compaction and no watermark boost while the block runs."""
+    return holding(QUIET_COMPACTION, 0, "quiet-compaction")
+
+
+def no_costly_compaction() -> contextlib.AbstractContextManager[None]:
+    """No compaction builds blocks above order 3 while the block runs."""
+    return holding((NO_COSTLY_COMPACTION,), 1000, "no-costly-compaction")
+
+
+def thin_reserve() -> contextlib.AbstractContextManager[None]:
+    """vm.min_free_kbytes at most the kernel's default while the block runs."""
+    lowmem_kb = meminfo_mib("MemTotal") << 10
+    return holding((MIN_FREE,), default_min_free_kbytes(lowmem_kb), "thin-reserve")
 
 
 def bounded_mib(mib: int, reserve_mib: int = 128) -> int:

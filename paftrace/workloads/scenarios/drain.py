@@ -3,7 +3,9 @@
 Fragmenting (scenarios.fragment) leaves free memory in order-0 holes, but not all of it:
 what the churn did not reach stays in whole blocks, and compaction (kcompactd, woken by
 kswapd for each failing high-order request) builds new ones from the movable pages around
-the holes. A drain takes those blocks as they appear and holds them.
+the holes. A drain takes those blocks as they appear and holds them. Above order 3 it also
+keeps compaction from building any meanwhile (common.no_costly_compaction): otherwise how
+long the blocks stay gone depends on how fast the drain's user outruns kcompactd.
 
 The memory is an AF_PACKET receive ring per take: `setsockopt(PACKET_RX_RING)` allocates
 `tp_block_nr` blocks of `tp_block_size` bytes, each one `__get_free_pages(GFP_KERNEL |
@@ -28,7 +30,12 @@ from pathlib import Path
 
 from paftrace.procfs.buddyinfo import parse_buddyinfo
 from paftrace.procfs.frag import pages_at_or_above
-from paftrace.workloads.scenarios.common import ScenarioError, meminfo_mib
+from paftrace.workloads.scenarios.common import (
+    COSTLY_ORDER,
+    ScenarioError,
+    meminfo_mib,
+    no_costly_compaction,
+)
 
 SOL_PACKET = 263      # include/linux/socket.h
 PACKET_RX_RING = 5    # include/uapi/linux/if_packet.h
@@ -119,7 +126,8 @@ class BlockDrain:
 def draining(order: int, max_mib: int = MAX_MIB, interval: float = TOP_UP_S
              ) -> Iterator[BlockDrain]:
     """Take the free blocks of `order` and above now, and those that appear every `interval`
-    seconds until the block ends; then free them all. A top-up's error is raised here, at
+    seconds until the block ends; then free them all. Above order 3 no compaction builds new
+    ones meanwhile (vm.extfrag_threshold held at 1000). A top-up's error is raised here, at
     the end of the block, never lost in the thread."""
     drain = BlockDrain(order, max_mib)
     stop = threading.Event()
@@ -133,16 +141,18 @@ def draining(order: int, max_mib: int = MAX_MIB, interval: float = TOP_UP_S
                 errors.append(exc)
                 return
 
-    try:
-        drain.take()
-        worker = threading.Thread(target=top_up, name="drain-top-up", daemon=True)
-        worker.start()
+    held_off = no_costly_compaction() if order > COSTLY_ORDER else contextlib.nullcontext()
+    with held_off:
         try:
-            yield drain
+            drain.take()
+            worker = threading.Thread(target=top_up, name="drain-top-up", daemon=True)
+            worker.start()
+            try:
+                yield drain
+            finally:
+                stop.set()
+                worker.join()
+            if errors:
+                raise errors[0]
         finally:
-            stop.set()
-            worker.join()
-        if errors:
-            raise errors[0]
-    finally:
-        drain.release()
+            drain.release()

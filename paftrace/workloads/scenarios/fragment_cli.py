@@ -101,14 +101,16 @@ def fragment(mib: int, hold: float, order: int, drain: bool) -> None:
 @click.option("--drain", is_flag=True,
               help="Also take and hold every free block of --order and above that is left, "
                    "and those that appear while it holds (root; kernel packet-ring memory, "
-                   "keeps 128 MiB available).")
+                   "keeps 128 MiB available). Above order 3 it also holds "
+                   "vm.extfrag_threshold at 1000, so that compaction builds none meanwhile.")
 @click.option("--quiet-compaction", "quiet", is_flag=True,
               help="Set vm.compaction_proactiveness and vm.watermark_boost_factor to 0 "
                    "meanwhile (root): the kernel then rebuilds high-order blocks only when "
                    "asked to; restored at the end.")
 @click.option("--cleanup", is_flag=True,
-              help="Only restore the sysctls --small-pcp and --quiet-compaction change after "
-                   "a run that was killed (a normal run does it too, when it starts).")
+              help="Only restore the sysctls --small-pcp, --quiet-compaction and --drain "
+                   "change after a run that was killed (a normal run does it too, when it "
+                   "starts).")
 def cli(mib: int | None, share: float | None, hold: float, order: int, small_pcp: bool,
         drain: bool, quiet: bool, cleanup: bool) -> None:
     """Fragment free memory for a while, and show what buddyinfo says."""

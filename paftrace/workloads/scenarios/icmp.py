@@ -38,6 +38,11 @@ def echo_request(ident: int, seq: int, payload_sum: int) -> bytes:
 class EchoStats:
     sent: int = 0
     replies: int = 0
+    # Where the loop's time went: a slow loop sends too few requests for the held replies
+    # to use up the atomic reserve (the kernel matrix's 1 GiB guests, 2026-12-03).
+    sending_s: float = 0.0
+    waiting_s: float = 0.0
+    slowest_s: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -53,25 +58,32 @@ def _is_reply(packet: bytes, ident: int, seq: int) -> bool:
 
 
 def echo_loop(sock: socket.socket, dst: str, size: int, seconds: float, max_count: int,
-              reply_timeout: float = 0.05) -> EchoStats:
+              max_lost: int | None = None, reply_timeout: float = 0.05) -> EchoStats:
     """Send `size`-byte echo requests to `dst`, each after the previous reply or its
-    timeout, for `seconds` or `max_count` requests, whichever ends first."""
+    timeout, for `seconds`, `max_count` requests or `max_lost` lost replies, whichever
+    ends first."""
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     payload_sum = ones_complement_sum(payload)
     ident = (id(sock) >> 4) & 0xFFFF
     stats = EchoStats()
     deadline = time.monotonic() + seconds
-    while stats.sent < max_count and time.monotonic() < deadline:
+    while (stats.sent < max_count and (max_lost is None or stats.lost < max_lost)
+           and (start := time.monotonic()) < deadline):
         seq = stats.sent & 0xFFFF
         sock.sendto(echo_request(ident, seq, payload_sum) + payload, (dst, 0))
         stats.sent += 1
-        wait_until = time.monotonic() + reply_timeout
+        sent_at = time.monotonic()
+        wait_until = sent_at + reply_timeout
         while (left := wait_until - time.monotonic()) > 0:
             if not select.select([sock], [], [], left)[0]:
                 break
             if _is_reply(sock.recv(size + 1024), ident, seq):
                 stats.replies += 1
                 break
+        end = time.monotonic()
+        stats.sending_s += sent_at - start
+        stats.waiting_s += end - sent_at
+        stats.slowest_s = max(stats.slowest_s, end - start)
     return stats
 
 

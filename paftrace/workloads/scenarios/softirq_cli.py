@@ -27,11 +27,16 @@ import click
 
 from paftrace.workloads.scenarios import icmp, netns
 from paftrace.workloads.scenarios.common import (
+    MIN_FREE,
     ScenarioError,
     bounded_mib,
     emit,
     fragmenting,
+    memory_pressure,
+    pressure_during,
+    recover_sysctls,
     run_scenario,
+    thin_reserve,
 )
 from paftrace.workloads.scenarios.drain import draining
 
@@ -48,7 +53,8 @@ examples:
   sudo scripts/softirq-highorder -o 2 --mtu 9000    # order 2: 9000-byte jumbo frames
   sudo scripts/softirq-highorder --seconds 60 --fragment-mib 700   # a 1 GiB VM: failures
   sudo scripts/softirq-highorder --seconds 20 --fragment-mib 500 --drain   # failures, surely
-  sudo scripts/softirq-highorder --cleanup          # remove namespaces left by a SIGKILL
+  sudo scripts/softirq-highorder --drain --until-lost 20 --seconds 120     # 20 of them
+  sudo scripts/softirq-highorder --cleanup          # undo what a SIGKILLed run left
 
 What paftrace shows meanwhile:
   sudo paftrace -o 2+ --all    allocations of the chosen order in softirq NET_RX,
@@ -101,6 +107,7 @@ class EchoOptions:
     size: int | None = None
     seconds: float = 10.0
     count: int = 1_000_000
+    until_lost: int | None = None
     keep_sg: bool = False
     fragment_mib: int = 0
     drain: bool = False
@@ -113,6 +120,8 @@ def run(args: EchoOptions) -> dict:
     for name in netns.remove_stale():  # what a killed run left
         print(f"softirq-highorder: removed namespace {name} of a run that is gone",
               file=sys.stderr, flush=True)
+    for line in recover_sysctls():  # and of the sysctls a drain holds
+        print(f"softirq-highorder: {line}", file=sys.stderr, flush=True)
     with netns.VethPair(args.mtu) as pair:
         with netns.entered(pair.receiver):
             netns.set_scatter_gather(netns.DEVICE, args.keep_sg)
@@ -122,23 +131,32 @@ def run(args: EchoOptions) -> dict:
                     if args.fragment_mib else contextlib.nullcontext())
         drain = draining(page_order(reply_buffer(size, args.mtu))) if args.drain \
             else contextlib.nullcontext()
+        # the reserve first: the drain's first take then gets what the thinning gave back
+        reserve = thin_reserve() if args.drain else contextlib.nullcontext()
         t0 = time.monotonic()
-        with sock, fragment, drain as drained:
+        with sock, fragment, reserve, drain as drained:
             holder = None
             if drained:  # the blocks only atomic requests may take: the replies' own
                 with netns.entered(pair.sender):
                     holder = icmp.ReplyHolder(int(drained.room_mib()) << 20)
+            before = memory_pressure()
             try:
                 stats = icmp.echo_loop(sock, netns.RECEIVER_ADDR, size, args.seconds,
-                                       args.count)
+                                       args.count, args.until_lost)
             finally:
                 held = holder.release() if holder else None
-            drain_report = {**drained.report(), "held_replies": held} if drained else {}
+            pressure = pressure_during(before)
+            drain_report = {**drained.report(), "held_replies": held,
+                            "min_free_kbytes": int(MIN_FREE.sysctl.read_text())
+                            } if drained else {}
         namespaces = [pair.sender, pair.receiver]
     buffer = reply_buffer(size, args.mtu)
     return {**drain_report, "mtu": args.mtu, "size": size, "scatter_gather": args.keep_sg,
             "reply_order": None if args.keep_sg else page_order(buffer),
             "sent": stats.sent, "replies": stats.replies, "lost": stats.lost,
+            "echo_s": {"sending": round(stats.sending_s, 6), "waiting": round(stats.waiting_s, 6),
+                       "slowest": round(stats.slowest_s, 6)},
+            "memory": {"before": before, "during": pressure},
             "seconds": round(time.monotonic() - t0, 3), "fragment_mib": args.fragment_mib,
             "namespaces_removed": namespaces}
 
@@ -154,6 +172,9 @@ def run(args: EchoOptions) -> dict:
               show_default=True, help="How long to send.")
 @click.option("--count", type=click.IntRange(min=1), default=1_000_000, show_default=True,
               help="At most this many requests.")
+@click.option("--until-lost", type=click.IntRange(min=1),
+              help="Stop once this many replies were lost (failed), --seconds at the "
+                   "latest: a run that must see failures, in a VM that may stall.")
 @click.option("--keep-sg", is_flag=True,
               help="Leave scatter-gather on: replies use order-3 page fragments "
                    "(skb_page_frag_refill, with an order-0 fallback) instead.")
@@ -161,9 +182,13 @@ def run(args: EchoOptions) -> dict:
               help="Fragment this many MiB meanwhile (scripts/fragment's method).")
 @click.option("--drain", is_flag=True,
               help="Hold every free block of the reply order and above meanwhile, and those "
-                   "that appear (kernel packet-ring memory, keeps 128 MiB available).")
+                   "that appear (kernel packet-ring memory, keeps 128 MiB available); "
+                   "vm.extfrag_threshold is held at 1000 meanwhile, so that compaction "
+                   "builds none, and vm.min_free_kbytes at most the kernel's default "
+                   "(int_sqrt(RAM kB x 16)), so that a few dozen held replies use up the "
+                   "atomic reserve.")
 @click.option("--cleanup", is_flag=True,
-              help="Only remove namespaces left by a run that was killed.")
+              help="Only remove the namespaces and restore the sysctls a run that was killed left.")
 def cli(cleanup: bool, **options: object) -> None:
     """High-order atomic allocations in NET_RX: ICMP echo over a veth pair (root)."""
     args = EchoOptions(**options)  # type: ignore[arg-type]
@@ -171,7 +196,8 @@ def cli(cleanup: bool, **options: object) -> None:
         raise click.BadParameter("must be between 1 and MTU - 28", param_hint="--size")
     if cleanup:
         sys.exit(run_scenario("softirq-highorder",
-                              lambda: emit({"removed": netns.remove_stale()}), ""))
+                              lambda: emit({"removed": netns.remove_stale(),
+                                            "cleaned": recover_sysctls()}), ""))
     sys.exit(run_scenario("softirq-highorder", lambda: emit(run(args)), "namespaces removed"))
 
 
