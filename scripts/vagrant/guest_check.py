@@ -192,10 +192,11 @@ def seed_case() -> dict:
         if fragmenter is not None:
             at_start = {"free_blocks_ge3": free_blocks(FRAGMENT_BELOW), "buddyinfo": buddyinfo()}
             # --drain: what fragment's drain cannot hold — the blocks only atomic requests
-            # may take (below the min watermark) — is held by the replies themselves
+            # may take (below the min watermark) — is held by the replies themselves;
+            # done once 20 replies failed (an emulated guest may stand still for seconds)
             _, softirq = run_json("scripts/softirq-highorder", [
                 str(SCRIPTS / "softirq-highorder"), "-o", str(ORDER), "--seconds",
-                str(SOFTIRQ_SECONDS), "--drain"], SOFTIRQ_SECONDS + 120)
+                str(SOFTIRQ_SECONDS), "--drain", "--until-lost", "20"], SOFTIRQ_SECONDS + 120)
             softirq["at_start"] = at_start
             softirq["at_end"] = {"free_blocks_ge3": free_blocks(FRAGMENT_BELOW),
                                  "buddyinfo": buddyinfo()}
