@@ -91,7 +91,10 @@ def render_doc(results: list[KernelResult], suites: dict[str, str]) -> str:
         "churned into order-0 holes and pipes are pinned (fragmenting fallbacks, pipe writes "
         "on top), and last the seed's case: order-4 `GFP_ATOMIC` reply buffers built in the "
         "NET_RX softirq (ICMP echo over a veth pair) while the blocks of order >= 4 left "
-        "are held, which fail. The host row is the CI machine itself. Guests run on one TCG thread "
+        "are held (no compaction builds new ones, and the atomic reserve is thinned to the "
+        "kernel's default `vm.min_free_kbytes`), which fail: the scenario ends once 20 "
+        "replies failed, at most after 120 s. The host row is the CI machine itself. "
+        "Guests run on one TCG thread "
         "(with one per vCPU they hung now and then at a tracepoint's patched NOP); a "
         "guest that hangs anyway is booted once more and its first boot is reported "
         "beside its verdict.",
