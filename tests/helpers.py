@@ -18,6 +18,7 @@ from paftrace.commands.selftest import provoke_subprocess as provoke  # noqa: F4
 from paftrace.gfp import GfpTable, table_from_print_fmt
 from paftrace.tracefs import parse_format
 from paftrace.workloads.childproc import read_line
+from paftrace.workloads.leftovers import STATE_DIR
 
 DATA = Path(__file__).parent / "data"
 
@@ -55,6 +56,16 @@ class TraceRun:
         found = self.of_type("summary")
         assert found, f"no summary object; stderr: {self.stderr}"
         return found[-1]
+
+
+def sysctl_hold(pid: int, name: str) -> dict | None:
+    """The shared-sysctl record of `name` (/run/paftrace/NAME.json) while process `pid`
+    is one of its holders, else None."""
+    try:
+        record = json.loads((STATE_DIR / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if any(h.startswith(f"{pid}:") for h in record["holders"]) else None
 
 
 def paftrace_cmd() -> list[str]:

@@ -20,7 +20,7 @@ import pytest
 from paftrace.workloads.childproc import python_env
 from paftrace.workloads.leftovers import STATE_DIR, SharedSysctl, start_time
 from paftrace.workloads.provoke import PIPE_MAX_SIZE, cgroup_roots
-from tests.helpers import IS_ROOT, needs_root
+from tests.helpers import IS_ROOT, needs_root, sysctl_hold
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -158,15 +158,8 @@ def test_fragment_sysctls_of_a_killed_run_are_undone_by_cleanup(flags: list[str]
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
-    def record(name: str) -> dict | None:
-        try:
-            found = json.loads(states[name].read_text())
-        except (OSError, ValueError):
-            return None
-        return found if any(h.startswith(f"{proc.pid}:") for h in found["holders"]) else None
-
-    wait_for(lambda: all(record(n) for n in changed) or proc.poll() is not None)
-    records = {name: record(name) for name in changed}
+    wait_for(lambda: all(sysctl_hold(proc.pid, n) for n in changed) or proc.poll() is not None)
+    records = {name: sysctl_hold(proc.pid, name) for name in changed}
     assert all(records.values()), proc.communicate()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from paftrace.workloads.leftovers import STATE_DIR
 from paftrace.workloads.scenarios import icmp
 from paftrace.workloads.scenarios.common import default_min_free_kbytes, meminfo_mib
 from paftrace.workloads.scenarios.netns import NETNS_DIR, PREFIX
 from paftrace.workloads.scenarios.softirq_cli import page_order, reply_buffer, size_for_order
-from tests.helpers import needs_root, run_tracer
+from tests.helpers import needs_root, run_tracer, sysctl_hold
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
@@ -173,14 +172,6 @@ def test_the_thinned_reserve_is_the_kernels_default_without_thp() -> None:
     assert default_min_free_kbytes(1 << 33) == 262144
 
 
-def holds(pid: int, name: str) -> bool:
-    try:
-        record = json.loads((STATE_DIR / f"{name}.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return any(h.startswith(f"{pid}:") for h in record["holders"])
-
-
 @needs_root
 def test_drain_thins_the_reserve_and_a_killed_run_is_undone_by_cleanup() -> None:
     """--drain holds vm.min_free_kbytes at the kernel's default and vm.extfrag_threshold
@@ -192,7 +183,7 @@ def test_drain_thins_the_reserve_and_a_killed_run_is_undone_by_cleanup() -> None
     proc = subprocess.Popen([str(SCRIPTS / "softirq-highorder"), "--drain", "--seconds", "60"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not all(holds(proc.pid, n) for n in wanted) and time.monotonic() < deadline:
+    while not all(sysctl_hold(proc.pid, n) for n in wanted) and time.monotonic() < deadline:
         time.sleep(0.1)
     held = {name: int((VM / name).read_text()) for name in wanted}
     proc.kill()
