@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from paftrace.procfs.files import read_text
 from paftrace.procfs.memcg import CgroupMounts, parse_mountinfo, parse_proc_cgroup
 
 _HEX_ID = r"[0-9a-f]{12,64}"
@@ -187,11 +188,11 @@ class CgroupResolver:
         so its /proc/PID/cgroup no longer says where it failed."""
         base = self.proc / str(pid)
         try:
-            found = parse_proc_cgroup((base / "cgroup").read_text(errors="replace"))
+            found = parse_proc_cgroup(read_text(base / "cgroup"))
             # Read after the cgroup file: exiting is for good, so a task not exiting now
             # was not exiting when its cgroup was read.
             # any bytes may be in a task name or a cgroup path: they are data
-            stat = (base / "stat").read_text(errors="replace")
+            stat = read_text(base / "stat")
         except OSError:
             return None
         return None if task_exiting(stat) else found

@@ -93,11 +93,13 @@ def comm_words(comm: str) -> tuple[int, int]:
 # counted.
 DEFAULT_NICE = 10
 
-# Failure records per call site, CPU and second before a storm's further failures are
-# counted in the kernel and reported as one record with a count (paftrace.h, "Storm
-# coalescing"). A few records a second show a storm as it goes on, each judged on its own;
-# at 2,300 failures/s every record cost the storm about 40 us of CPU in paftrace's Python
-# (docs/PERFORMANCE.md, "Storm coalescing").
+# Failure records per call site and CPU at the start of a storm (failures less than a
+# second apart) before its further failures are counted in the kernel and reported as
+# one record with a count every 0.5 s (paftrace.h, "Storm coalescing"). The first records
+# show who fails and how, each judged on its own; the reports show the storm as it goes
+# on. At 2,300 failures/s every record cost the storm about 40 us of CPU in paftrace's
+# Python, and a storm of hours made 20 records a second for all of it
+# (docs/PERFORMANCE.md, "Storm coalescing" and "A storm's records").
 DEFAULT_RECORDS_PER_SITE = 20
 MAX_RECORDS_PER_SITE = 1_000_000
 
@@ -121,7 +123,7 @@ class TraceOptions:
     # cgroup2 ids of that subtree when PATH is on the cgroup2 mount: filtered in the kernel
     cgroup_ids: frozenset[int] = field(default_factory=frozenset)
     nice: int = DEFAULT_NICE  # --nice: 0 keeps the priority paftrace was started with
-    # --records-per-site: per call site, CPU and second; 0 = a record for every failure
+    # --records-per-site: per call site, CPU and storm; 0 = a record for every failure
     records_per_site: int = DEFAULT_RECORDS_PER_SITE
 
     @property

@@ -1,12 +1,15 @@
-"""Storm coalescing (paftrace.h, "Storm coalescing"): beyond --records-per-site records
-per call site, CPU and second, the kernel counts a storm's failures and paftrace reports
-them as one record with a `count`. Nothing may be lost or counted twice on the way."""
+"""Storm coalescing (paftrace.h, "Storm coalescing"): beyond the first --records-per-site
+records of a call site's storm on a CPU, the kernel counts the storm's failures and
+paftrace reports them as one record with a `count`. Nothing may be lost or counted twice
+on the way."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import sys
+from pathlib import Path
 
 from paftrace.aggregate import FailureAggregator
 from paftrace.cause import CAUSES
@@ -128,7 +131,8 @@ def test_a_storm_is_coalesced_in_the_kernel_and_every_failure_is_counted() -> No
     assert sum(f["count"] for f in mine) == provoked["failures"] == 400
     coalesced = [f for f in mine if f["count"] > 1]
     assert coalesced, "400 failures in about a second from one call site: coalesced"
-    # Each CPU sends at most DEFAULT_RECORDS_PER_SITE records per call site and second.
+    # Each CPU sends the first DEFAULT_RECORDS_PER_SITE records of the call site's storm;
+    # a pause of a second or more starts another storm.
     seconds = (max(f["ts_ns"] for f in mine) - min(f["ts_ns"] for f in mine)) / 1e9
     budget = DEFAULT_RECORDS_PER_SITE * (os.cpu_count() or 1) * (int(seconds) + 2)
     assert summary["failures_reported"] <= budget
@@ -144,6 +148,33 @@ def test_a_storm_is_coalesced_in_the_kernel_and_every_failure_is_counted() -> No
     assert summary["lost"]["records"] == 0
     sites = [s for s in summary["call_sites"] if s["requester"] == "pipe_resize_ring"]
     assert sites[0]["count"] >= 400
+
+
+@needs_root
+def test_a_long_storm_sends_records_at_its_start_and_again_after_a_quiet_second(
+        tmp_path: Path) -> None:
+    """Two storms of one process and call site (scripts/bench-data/storm.c, pinned to one
+    CPU), 2.5 s each and 1.5 s apart: each sends its first records whole and is counted
+    after that. Budgets renewed every second, as before, would have sent 3 per storm."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts" / "bench-data"))
+    import workloads as wl  # noqa: PLC0415 - the bench's storm.c
+
+    exe = wl.build(tmp_path)
+    run = run_tracer(["--order", "4"], lambda: wl.run(exe, "fail", 2.5, pause=1.5))
+    summary, storm = run.summary, run.workload_result
+    assert run.returncode == 130, run.stderr
+    mine = [f for f in run.failures if f["requester"] == "pipe_resize_ring"]
+    assert sum(f["count"] for f in mine) == storm.ops > 4 * DEFAULT_RECORDS_PER_SITE
+    others = len(run.failures) - len(mine)  # anything else failing meanwhile: one each
+    sent = summary["failures_reported"] - others
+    assert sent == 2 * DEFAULT_RECORDS_PER_SITE, (sent, summary)
+    starts = sorted(f["ts_ns"] for f in mine)
+    gap = max(range(1, len(starts)), key=lambda i: starts[i] - starts[i - 1])
+    assert starts[gap] - starts[gap - 1] > 1e9  # the quiet second between the storms
+    # After its first records each storm is reported every 0.5 s, with every failure.
+    assert all(f["count"] >= 1 for f in mine) and summary["lost"]["records"] == 0
+    assert summary["failures_matched"] == summary["failures_reported"] + summary[
+        "failures_coalesced"]
 
 
 @needs_root

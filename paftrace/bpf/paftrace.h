@@ -116,16 +116,18 @@ struct failure_event {
     u8 pad[7];
 };
 
-/* Storm coalescing (SITE_RECORDS, a -D flag: --records-per-site). Each CPU sends at
- * most SITE_RECORDS failure records per call site and SITE_WINDOW_NS; the site's
- * further failures in that window are counted in its `sites` entry, which keeps
- * the last of them whole, and user space reports them as one `failure` record
- * with a `count` within 0.5 s (tracer.COALESCED_EVERY_S). A failure storm then
- * costs the kernel's part only (the stack walk, needed for the key, and a map
- * update), not a record and its decoding each. A full table sends the record
- * as usual: nothing is dropped, only coalescing stops for new sites.
+/* Storm coalescing (SITE_RECORDS, a -D flag: --records-per-site). Each CPU sends
+ * the first SITE_RECORDS failure records of a call site's storm: its failures on
+ * that CPU with less than SITE_QUIET_NS between one and the next. The storm's
+ * further failures are counted in the site's `sites` entry, which keeps the last
+ * of them whole, and user space reports them as one `failure` record with a
+ * `count` within 0.5 s (tracer.COALESCED_EVERY_S). A storm then costs the
+ * kernel's part only (the stack walk, needed for the key, and a map update),
+ * not a record and its decoding each, however long it lasts; a quiet second
+ * gives the site its records back. A full table sends the record as usual:
+ * nothing is dropped, only coalescing stops for new sites.
  * SITE_RECORDS 0: every failure is a record and the table does not exist. */
-#define SITE_WINDOW_NS 1000000000ULL
+#define SITE_QUIET_NS 1000000000ULL
 #define SITE_ENTRIES 512
 
 struct site_key {
@@ -139,9 +141,9 @@ struct site_key {
 };
 
 struct site_state {
-    u64 window_start_ns;
+    u64 last_ns;        /* the site's latest failure on this CPU */
     u64 coalesced;      /* failures counted here since the entry was made; never reset */
-    u32 sent;           /* records sent in the current window */
+    u32 sent;           /* records sent in the current storm */
     u32 pad;
     struct failure_event last;  /* the latest coalesced failure */
 };

@@ -23,7 +23,7 @@
  *   HAVE_CGROUP_ID      bpf_get_current_cgroup_id() (4.18+): the cgroup2 id in each record
  *   HAVE_KPROBE_MEMCG   kretprobe on the page allocator's memcg kmem charge
  *   FILTER_CGROUP       --cgroup on cgroup2: only cgroups whose id is in `cgroup_filter`
- *   SITE_RECORDS        records per call site, CPU and second before a storm's failures
+ *   SITE_RECORDS        records per call site, CPU and storm before the storm's failures
  *                       are coalesced (paftrace.h); 0: a record for every failure
  *   ORDER_MIN/MAX, ATOMIC_ONLY, WARN_ONLY, FILTER_PID, FILTER_COMM_LO/HI,
  *   GFP_DIRECT_RECLAIM, GFP_NOWARN (bit values from the running kernel)
@@ -365,7 +365,7 @@ static __always_inline void fill_failure(struct failure_event *e, u64 gfp, u32 o
 
 #if SITE_RECORDS
 /* 1 when this failure is counted in its call site's entry instead of sent: the
- * site already sent SITE_RECORDS records from this CPU in the current window. */
+ * site already sent SITE_RECORDS records from this CPU in its current storm. */
 static __always_inline int coalesced(u64 gfp, u32 order, s32 migratetype, u8 context,
                                      u8 vec, s32 irq, s32 stack_id, u64 alloc_start_ns)
 {
@@ -378,10 +378,9 @@ static __always_inline int coalesced(u64 gfp, u32 order, s32 migratetype, u8 con
     if (!site)
         return 0;  /* table full: a record as usual */
     u64 now = bpf_ktime_get_ns();
-    if (now - site->window_start_ns >= SITE_WINDOW_NS) {
-        site->window_start_ns = now;
-        site->sent = 0;
-    }
+    if (now - site->last_ns >= SITE_QUIET_NS)
+        site->sent = 0;  /* a new storm */
+    site->last_ns = now;
     if (site->sent < SITE_RECORDS) {
         site->sent++;
         return 0;

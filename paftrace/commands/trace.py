@@ -100,9 +100,10 @@ def _features(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
                    "counted as lost.")
 @click.option("--records-per-site", type=click.IntRange(0, MAX_RECORDS_PER_SITE),
               default=DEFAULT_RECORDS_PER_SITE, show_default=True, metavar="N",
-              help="Failure records per call site, CPU and second; in a storm the rest are "
-                   "counted in the kernel and reported every 0.5 s as one record with "
-                   "a count (0: a record for every failure).")
+              help="Failure records per call site and CPU at the start of a storm "
+                   "(failures less than a second apart); the rest of the storm is counted "
+                   "in the kernel and reported every 0.5 s as one record with a count "
+                   "(0: a record for every failure).")
 @click.option("--dry-run", is_flag=True, help="Print the probe plan and exit.")
 @click.option("--ebpf", is_flag=True, hidden=True, help="Print the BPF C and cflags, exit.")
 def trace(orders: tuple[int, int], trace_all: bool, pid: int | None, wait_for_pid: bool,

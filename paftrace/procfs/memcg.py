@@ -24,6 +24,8 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paftrace.procfs.files import read_text
+
 # v1 prints PAGE_COUNTER_MAX * PAGE_SIZE (9223372036854771712 with 4 KiB pages)
 # for "no limit": anything this large is no limit.
 UNLIMITED = 1 << 62
@@ -67,7 +69,7 @@ class MemcgReading:
 
 def _read(path: Path) -> str | None:
     try:
-        return path.read_text(errors="replace")
+        return read_text(path)  # up to ten files per failure record in a storm
     except OSError:
         return None
 

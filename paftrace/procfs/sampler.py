@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paftrace.procfs.buddyinfo import ProcFormatError, ZoneFree, parse_buddyinfo
+from paftrace.procfs.files import KeptFile
 from paftrace.procfs.pagetypeinfo import PageTypeInfo, parse_pagetypeinfo
 from paftrace.procfs.zoneinfo import ZoneInfo, parse_zoneinfo
 
@@ -84,9 +85,14 @@ class MemorySampler:
         self.history: deque[MemorySample] = deque(maxlen=history)
         self._pagetypeinfo: PageTypeInfo | None = None
         self._pagetypeinfo_ts = 0
+        # Kept open: six files a second, and more in a storm (paftrace/procfs/files.py).
+        self._files: dict[str, KeptFile] = {}
 
     def _read(self, name: str) -> str:
-        return (self.proc / name).read_text()
+        kept = self._files.get(name)
+        if kept is None:
+            kept = self._files[name] = KeptFile(self.proc / name)
+        return kept.read()
 
     def read_pagetypeinfo(self) -> PageTypeInfo:
         """On demand (root only on 4.14+): raises PermissionError / ProcFormatError."""

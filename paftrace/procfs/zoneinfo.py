@@ -51,29 +51,37 @@ class ZoneInfo:
         return self.attrs.get("managed")
 
 
+# The only lines of the per-node stats and pagesets blocks that matter (parse_zoneinfo
+# skips the rest without matching them: those blocks are most of the file).
+_KEPT_WHILE_SKIPPING = ("pages free", "per-node stats", "pagesets", "protection", "start_pfn",
+                        "node_unreclaimable", "all_unreclaimable")
+
+
 def parse_zoneinfo(text: str) -> list[ZoneInfo]:
     zones: list[ZoneInfo] = []
     current: ZoneInfo | None = None
     in_node_stats = in_pagesets = False
     for raw in text.splitlines():
         line = raw.strip()
-        header = _HEADER_RE.match(line)
+        if not line:
+            continue
+        header = _HEADER_RE.match(line) if line.startswith("Node") else None
         if header:
             current = ZoneInfo(int(header.group(1)), header.group(2))
             zones.append(current)
             in_node_stats = in_pagesets = False
             continue
-        if not line:
-            continue
         if current is None:
             raise ProcFormatError(f"unexpected /proc/zoneinfo line before a zone: {line[:80]!r}")
+        if (in_node_stats or in_pagesets) and not line.startswith(_KEPT_WHILE_SKIPPING):
+            continue
         if line == "per-node stats":
             in_node_stats = True
             continue
         if line == "pagesets":
             in_pagesets = True
             continue
-        prot = _PROTECTION_RE.match(line)
+        prot = _PROTECTION_RE.match(line) if line.startswith("protection") else None
         if prot:
             current.protection = tuple(int(v) for v in prot.group(1).replace(",", " ").split())
             continue

@@ -45,7 +45,8 @@ RECORDS = (
         "blame", "visibility", "severity", "rule", "warned", "printed", "alloc_latency_us",
         "buddyinfo", "stall", "cause", "cause_evidence", "cgroup", "count"),
         "`count` is how many failures the record stands for: 1, or, beyond "
-        "`--records-per-site` records per call site, CPU and second, the failures of that "
+        "the first `--records-per-site` records of a call site's storm on a CPU (failures "
+        "less than a second apart), the failures of that "
         "call site the kernel counted since the last report (one record per call site "
         "every 0.5 s at most; every other field describes the latest of them, judged "
         "like a single failure). Add up `count`, not records. `ts_ns` is CLOCK_MONOTONIC. `gfp` is "

@@ -8,7 +8,9 @@
  *   storm fail SECONDS    failed allocations: grow pipe rings to PIPE_SIZE inside a
  *                         memory cgroup at its limit (paftrace/workloads/provoke.py's method;
  *                         the bench sets the limit after this prints "ready" and
- *                         says "go" on stdin)
+ *                         says "go" on stdin); with PAUSE, it stops failing for PAUSE
+ *                         seconds, then fails for SECONDS again: two storms of one
+ *                         process and call site (tests/test_coalescing.py)
  *
  * Prints "<operations> <seconds>" on stdout at the end.
  */
@@ -85,7 +87,7 @@ static unsigned long pipe_storm(double seconds)
     return cycles;
 }
 
-static unsigned long fail_storm(double seconds, int pipe_size)
+static unsigned long fail_storm(double seconds, int pipe_size, double pause)
 {
     static int fds[FAIL_PIPES][2];
     for (int i = 0; i < FAIL_PIPES; i++)
@@ -100,26 +102,33 @@ static unsigned long fail_storm(double seconds, int pipe_size)
         exit(1);
     unsigned long failures = 0;
     int next = 0;
-    RUN_FOR(seconds, 16, {
-        /* A grown pipe keeps its charge, using up the per-CPU charge stock
-         * (see paftrace/workloads/provoke.py); a failed one is retried. */
-        if (fcntl(fds[next][0], F_SETPIPE_SZ, pipe_size) >= 0) {
-            if (next < FAIL_PIPES - 1)
-                next++;
-        } else if (errno == ENOMEM) {
-            failures++;
-        } else {
-            perror("F_SETPIPE_SZ");
-            exit(1);
+    for (int storm = 0; storm < (pause > 0 ? 2 : 1); storm++) {
+        if (storm) {
+            struct timespec quiet = {(time_t)pause,
+                                     (long)((pause - (time_t)pause) * 1e9)};
+            nanosleep(&quiet, NULL);
         }
-    });
+        RUN_FOR(seconds, 16, {
+            /* A grown pipe keeps its charge, using up the per-CPU charge stock
+             * (see paftrace/workloads/provoke.py); a failed one is retried. */
+            if (fcntl(fds[next][0], F_SETPIPE_SZ, pipe_size) >= 0) {
+                if (next < FAIL_PIPES - 1)
+                    next++;
+            } else if (errno == ENOMEM) {
+                failures++;
+            } else {
+                perror("F_SETPIPE_SZ");
+                exit(1);
+            }
+        });
+    }
     return failures;
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: storm fault|pipe|fail SECONDS [PIPE_SIZE]\n");
+        fprintf(stderr, "usage: storm fault|pipe|fail SECONDS [PIPE_SIZE [PAUSE]]\n");
         return 2;
     }
     double seconds = atof(argv[2]);
@@ -130,7 +139,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[1], "pipe"))
         ops = pipe_storm(seconds);
     else if (!strcmp(argv[1], "fail") && argc > 3)
-        ops = fail_storm(seconds, atoi(argv[3]));
+        ops = fail_storm(seconds, atoi(argv[3]), argc > 4 ? atof(argv[4]) : 0);
     else {
         fprintf(stderr, "storm: unknown workload %s\n", argv[1]);
         return 2;

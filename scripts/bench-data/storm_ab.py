@@ -1,8 +1,8 @@
 """What slows the failure storm (workload (c)) while paftrace is attached: its BPF or
 its Python? Root; about 3 minutes. Interleaved rounds, medians as ratios of no tracer:
 
-  coalesced paftrace -o 4 --json (defaults: a storm's failures beyond 20 records per
-            call site, CPU and second counted in the kernel; output to /dev/null)
+  coalesced paftrace -o 4 --json (defaults: a storm's failures beyond its first 20
+            records per call site and CPU counted in the kernel; output to /dev/null)
   every     the same with --records-per-site 0: a record for every failure
   bpf-only  paftrace -o 4 --records-per-site 0 attached, then stopped (SIGSTOP): its BPF
             runs, its Python does not (the ring buffer fills and the rest is counted lost)

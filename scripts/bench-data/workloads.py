@@ -98,10 +98,13 @@ def pipe_sizes() -> Iterator[None]:
             yield
 
 
-def run(exe: Path, workload: str, seconds: float, cpu: int | None = None) -> Result:
+def run(exe: Path, workload: str, seconds: float, cpu: int | None = None,
+        pause: float = 0.0) -> Result:
+    """`pause` (fail only): a second storm of the same worker after that many quiet
+    seconds; `seconds` is then each storm's length."""
     if workload == "fail":
         with pipe_sizes():
-            return _run_fail(exe, seconds, cpu)
+            return _run_fail(exe, seconds, cpu, pause)
     with pipe_sizes() if workload == "pipe" else contextlib.nullcontext():
         done = subprocess.run([str(exe), workload, str(seconds)], capture_output=True,
                               text=True, preexec_fn=_pin(cpu))
@@ -114,7 +117,7 @@ def _pin(cpu: int | None):
     return None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})
 
 
-def _run_fail(exe: Path, seconds: float, cpu: int | None) -> Result:
+def _run_fail(exe: Path, seconds: float, cpu: int | None, pause: float = 0.0) -> Result:
     """A worker in a memory cgroup set just below one more order-4 block."""
     pipe_size = pipe_size_for_order(FAIL_ORDER)
     block = (1 << FAIL_ORDER) * os.sysconf("SC_PAGE_SIZE")
@@ -124,7 +127,7 @@ def _run_fail(exe: Path, seconds: float, cpu: int | None) -> Result:
         cgroup.no_swap()
         cgroup.set_limit(64 << 20)
         # One CPU: one per-CPU charge stock to use up (paftrace/workloads/provoke.py).
-        worker = subprocess.Popen([str(exe), "fail", str(seconds), str(pipe_size)],
+        worker = subprocess.Popen([str(exe), "fail", str(seconds), str(pipe_size), str(pause)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   preexec_fn=_pin(0 if cpu is None else cpu))
         assert worker.stdin and worker.stdout
@@ -134,7 +137,7 @@ def _run_fail(exe: Path, seconds: float, cpu: int | None) -> Result:
         cgroup.set_limit(cgroup.usage() + block // 2)
         worker.stdin.write("go\n")
         worker.stdin.flush()
-        out, _ = worker.communicate(timeout=seconds + 60)
+        out, _ = worker.communicate(timeout=2 * seconds + pause + 60)
         return Result("fail", *parse_output(out))
     finally:
         if worker and worker.poll() is None:
