@@ -149,3 +149,33 @@ def test_text_table_aligns_columns_and_keeps_markup_literal():
     lines = text.splitlines()
     assert lines[1].startswith("ok       root     [bold]x[/bold]")
     assert lines[2].startswith("MISSING  headers  none found")
+
+
+def test_between_ticks_only_the_timeline_moves_so_one_frame_agrees_with_itself():
+    """A coalesced storm report arriving between ticks shows in the timeline at once; the
+    counts it adds wait for the next tick, where the kernel's per-order counts are read
+    too (otherwise a frame showed more failures traced than the kernel had counted)."""
+    console = Console(record=True, width=160, file=io.StringIO(), force_terminal=True)
+    live = LiveRenderer(console)
+    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
+    agg = FailureAggregator()
+    first = sample_failure()
+    agg.add(first)
+    live.failure(first)
+    orders = OrderRates()
+    orders.update({4: (10, 1)}, 1.0)
+    live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
+                       failures_by_context={"softirq": 1}, order_label="4"))
+    storm = sample_failure()
+    storm.ts_ns, storm.count = 2 * 10**9, 500
+    agg.add(storm)  # the tracer adds to the aggregator, then hands it to the renderer
+    live._last_draw = 0.0  # noqa: SLF001 - as if the last draw were long ago
+    live.failure(storm)
+    between = console.export_text()
+    assert "FAIL x500" in between  # the timeline shows the report at once
+    assert "Failures traced: 1 " in between and "Failures traced: 501" not in between
+    orders.update({4: (600, 501)}, 2.0)
+    live.tick(Snapshot(elapsed_s=2.0, orders=orders, failures=agg, stats={"records": 0},
+                       failures_by_context={"softirq": 501}, order_label="4"))
+    live.close()
+    assert "Failures traced: 501 " in console.export_text()

@@ -143,6 +143,12 @@ class LiveRenderer:
         self.timeline: deque[tuple[int, Text, Text, Text]] = deque(maxlen=32)
         self._last_draw = 0.0
         self.trends = Trends()
+        # The view of a tick, drawn again as failures arrive until the next tick: only
+        # the timeline moves between ticks. Counts read from the aggregator between
+        # ticks ran ahead of the kernel's per-order counts of the last tick in a storm
+        # (15,834 failures traced beside 14,460 counted, in one frame).
+        self._parts_of: Snapshot | None = None
+        self._parts: tuple[list[RenderableType], list[RenderableType]] = ([], [])
 
     def attached(self, info: dict) -> None:
         self.header = Text(
@@ -156,25 +162,29 @@ class LiveRenderer:
         s = self.snapshot
         if s is None:
             return self.header
-        now_ns = time.monotonic_ns()
+        if self._parts_of is not s:
+            self._parts, self._parts_of = self._snapshot_parts(s), s
+        before, after = self._parts
+        timeline = [_timeline(list(self.timeline))] if self.timeline else []
+        return Group(*before, *timeline, *after)
+
+    def _snapshot_parts(self, s: Snapshot) -> tuple[list[RenderableType],
+                                                    list[RenderableType]]:
+        """What the view shows of one snapshot: the parts above the timeline and below."""
         lost = ", ".join(f"{k} {v}" for k, v in s.stats.items() if v) or "nothing"
-        parts: list[RenderableType] = [
+        before: list[RenderableType] = [
             self.header, Text(f"{s.elapsed_s:.0f}s elapsed, lost: {lost}",
                               style="red" if lost != "nothing" else "dim"),
             _orders_table(s), _triage_line(s),
         ]
         if s.memory is not None:
-            parts.append(memory_panel(s.memory, s.order_min))
-        parts.append(self.trends.render(s.order_min))
+            before.append(memory_panel(s.memory, s.order_min))
+        before.append(self.trends.render(s.order_min))
         if s.fragmentation is not None and s.fragmentation["fallbacks"]:
-            parts.append(fragmenters_panel(s.fragmentation))
+            before.append(fragmenters_panel(s.fragmentation))
         if s.failures.total:
-            parts += [_sites_table(s, now_ns), *_top_stacks(s)]
-        if self.timeline:
-            parts.append(_timeline(list(self.timeline)))
-        if s.allocations:
-            parts.append(_allocations(s))
-        return Group(*parts)
+            before += [_sites_table(s, time.monotonic_ns()), *_top_stacks(s)]
+        return before, [_allocations(s)] if s.allocations else []
 
     def _draw(self) -> None:
         self.live.update(self.view(), refresh=True)
