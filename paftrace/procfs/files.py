@@ -49,7 +49,9 @@ def _read_all(fd: int, offset: int | None) -> str:
 class KeptFile:
     """A file kept open and read from its start at every `read()`. Opened at the first
     read; a file that could not be opened is tried again at the next read (a sysctl
-    appears when its module loads)."""
+    appears when its module loads). One reader at a time: two threads reading one
+    seq_file in chunks could each get parts of two generations of its text (each
+    MemorySampler, the exporter's included, has its own)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
