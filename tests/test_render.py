@@ -30,6 +30,26 @@ SUMMARY = {"duration_s": 1.0, "orders": {"4": {"attempts": 10, "failures": 1}},
            "by_class": {"harmful": 1}, "call_sites": [], "lost": {"records": 2}}
 
 
+def live_view_with(failure: Failure, width: int
+                   ) -> tuple[Console, LiveRenderer, FailureAggregator, OrderRates]:
+    """A live view on a recording console, attached, that has seen one failure."""
+    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True)
+    live = LiveRenderer(console)
+    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
+    agg = FailureAggregator()
+    agg.add(failure)
+    live.failure(failure)
+    return console, live, agg, OrderRates()
+
+
+def tick(live: LiveRenderer, agg: FailureAggregator, orders: OrderRates, elapsed_s: float,
+         attempts: int, failures: int) -> None:
+    """The tracer's tick: the kernel's order-4 counts (all failures in softirq) read now."""
+    orders.update({4: (attempts, failures)}, elapsed_s)
+    live.tick(Snapshot(elapsed_s=elapsed_s, orders=orders, failures=agg, stats={"records": 0},
+                       failures_by_context={"softirq": failures}, order_label="4"))
+
+
 def test_printable_neutralises_control_characters():
     assert printable("a\x1b[2Jb\x07") == "a\\x1b[2Jb\\x07"
     assert printable("plain [bold]") == "plain [bold]"
@@ -57,23 +77,15 @@ def test_plain_line_and_summary():
 
 
 def test_live_view_renders_hostile_comm_as_text():
-    console = Console(record=True, width=120, file=io.StringIO(), force_terminal=True)
-    live = LiveRenderer(console)
-    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
-    agg = FailureAggregator()
     failure = sample_failure()
     failure.buddyinfo = {"order": 4, "sample_age_ms": 12.0, "zones": [
         {"node": 0, "zone": "Normal", "blocks_at_or_above": 0, "free_pages": 300000,
          "order0_pages": 290000, "unusable_index": 1.0}]}
-    agg.add(failure)
-    live.failure(failure)
+    console, live, agg, orders = live_view_with(failure, 120)
     live.event({"type": "stall", "ts_ns": 2 * 10**9, "kind": "direct_compaction",
                 "duration_ms": 40.5, "comm": "kworker", "pid": 9, "order": 4,
                 "outcome": "no_page"})
-    orders = OrderRates()
-    orders.update({4: (10, 1)}, 1.0)
-    live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
-                       failures_by_context={"softirq": 1}, order_label="4"))
+    tick(live, agg, orders, 1.0, 10, 1)
     live.finish(SUMMARY)
     text = console.export_text()
     assert "[bold red]x\\x1b[2J" in text  # shown literally, not as markup or escape
@@ -122,17 +134,8 @@ def test_plain_says_why_the_cgroup_is_unknown():
 
 
 def test_live_view_shows_cause_cgroup_and_advice():
-    console = Console(record=True, width=200, file=io.StringIO(), force_terminal=True)
-    live = LiveRenderer(console)
-    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
-    agg = FailureAggregator()
-    failure = with_cause(sample_failure())
-    agg.add(failure)
-    live.failure(failure)
-    orders = OrderRates()
-    orders.update({4: (10, 1)}, 1.0)
-    live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
-                       failures_by_context={"softirq": 1}, order_label="4"))
+    console, live, agg, orders = live_view_with(with_cause(sample_failure()), 200)
+    tick(live, agg, orders, 1.0, 10, 1)
     text = console.export_text()
     live.close()
     assert "cause: memcg-limit 1" in text  # the triage line
@@ -155,17 +158,8 @@ def test_between_ticks_only_the_timeline_moves_so_one_frame_agrees_with_itself()
     """A coalesced storm report arriving between ticks shows in the timeline at once; the
     counts it adds wait for the next tick, where the kernel's per-order counts are read
     too (otherwise a frame showed more failures traced than the kernel had counted)."""
-    console = Console(record=True, width=160, file=io.StringIO(), force_terminal=True)
-    live = LiveRenderer(console)
-    live.attached({"order": "4", "kernel": "6.18", "probes": ["p"], "startup_s": 0.2})
-    agg = FailureAggregator()
-    first = sample_failure()
-    agg.add(first)
-    live.failure(first)
-    orders = OrderRates()
-    orders.update({4: (10, 1)}, 1.0)
-    live.tick(Snapshot(elapsed_s=1.0, orders=orders, failures=agg, stats={"records": 0},
-                       failures_by_context={"softirq": 1}, order_label="4"))
+    console, live, agg, orders = live_view_with(sample_failure(), 160)
+    tick(live, agg, orders, 1.0, 10, 1)
     storm = sample_failure()
     storm.ts_ns, storm.count = 2 * 10**9, 500
     agg.add(storm)  # the tracer adds to the aggregator, then hands it to the renderer
@@ -174,8 +168,6 @@ def test_between_ticks_only_the_timeline_moves_so_one_frame_agrees_with_itself()
     between = console.export_text()
     assert "FAIL x500" in between  # the timeline shows the report at once
     assert "Failures traced: 1 " in between and "Failures traced: 501" not in between
-    orders.update({4: (600, 501)}, 2.0)
-    live.tick(Snapshot(elapsed_s=2.0, orders=orders, failures=agg, stats={"records": 0},
-                       failures_by_context={"softirq": 501}, order_label="4"))
+    tick(live, agg, orders, 2.0, 600, 501)
     live.close()
     assert "Failures traced: 501 " in console.export_text()
