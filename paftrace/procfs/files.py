@@ -4,8 +4,8 @@ more during a failure storm, on the CPUs the storm wants.
 `read_text` opens, reads and closes with three system calls and one more read at the end;
 pathlib's `read_text` makes seven (openat, fstat, ioctl, lseek, read, read, close: strace
 on 6.18). `KeptFile` opens once and reads again with one `pread` at offset 0. On this
-2-CPU 6.18 guest, per read (CPU time, 500 reads): a `vm.*` sysctl 14.7 µs with pathlib,
-0.9 µs kept; /proc/zoneinfo 78 µs and 27 µs.
+2-CPU 6.18 guest, per read (CPU time, 500-1,000 reads): a `vm.*` sysctl 14.7 µs with
+pathlib, 1.7 µs kept (two preads: the text, then the end); /proc/zoneinfo 78 µs and 27 µs.
 
 A read at offset 0 regenerates the file's text:
 - seq_file files (/proc/buddyinfo, zoneinfo, pagetypeinfo) restart their iterator when
